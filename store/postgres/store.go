@@ -1,0 +1,430 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+// Column lists, in the order the scan helpers expect. The s./u.-qualified
+// copies serve RotateSession's UPDATE ... FROM users, where bare names
+// would be ambiguous.
+const (
+	userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after`
+
+	sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at,
+		revoked_at, revoke_reason, user_agent, ip, transport`
+
+	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after`
+
+	sessionColsS = `s.id, s.user_id, s.gen, s.created_at, s.rotated_at, s.last_used_at, s.expires_at,
+		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport`
+
+	// emailKeyConstraint is named in the schema so that only a clash on the
+	// email, not on the primary key, reads as ErrEmailTaken.
+	emailKeyConstraint = "users_email_key_unique"
+)
+
+// emailKey is the case-insensitive form of an email. It is computed in Go,
+// for insert and lookup alike, so the comparison is Go's Unicode lowering
+// rather than whatever the server's locale makes of lower().
+func emailKey(email string) string { return strings.ToLower(email) }
+
+// nullTime maps the zero time, which the domain uses for "none", to NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// utc converts a scanned timestamp to UTC, keeping NULL as the zero time.
+func utc(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// userRow receives one row of userCols.
+type userRow struct {
+	id, email, name, role, passwordHash string
+	disabled                            bool
+	createdAt                           time.Time
+	tokensValidAfter                    *time.Time
+}
+
+func (r *userRow) dest() []any {
+	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter}
+}
+
+func (r *userRow) user() gatehouse.User {
+	return gatehouse.User{
+		ID:               r.id,
+		Email:            r.email,
+		Name:             r.name,
+		Role:             gatehouse.Role(r.role),
+		PasswordHash:     r.passwordHash,
+		Disabled:         r.disabled,
+		CreatedAt:        r.createdAt.UTC(),
+		TokensValidAfter: utc(r.tokensValidAfter),
+	}
+}
+
+// sessionRow receives one row of sessionCols.
+type sessionRow struct {
+	id, userID                                string
+	gen                                       int64
+	createdAt, rotatedAt, lastUsedAt, expires time.Time
+	revokedAt                                 *time.Time
+	revokeReason, userAgent, ip, transport    string
+}
+
+func (r *sessionRow) dest() []any {
+	return []any{&r.id, &r.userID, &r.gen, &r.createdAt, &r.rotatedAt, &r.lastUsedAt, &r.expires,
+		&r.revokedAt, &r.revokeReason, &r.userAgent, &r.ip, &r.transport}
+}
+
+func (r *sessionRow) session() gatehouse.Session {
+	return gatehouse.Session{
+		ID:           r.id,
+		UserID:       r.userID,
+		Gen:          uint64(r.gen), // the schema's CHECK keeps gen >= 1
+		CreatedAt:    r.createdAt.UTC(),
+		RotatedAt:    r.rotatedAt.UTC(),
+		LastUsedAt:   r.lastUsedAt.UTC(),
+		ExpiresAt:    r.expires.UTC(),
+		RevokedAt:    utc(r.revokedAt),
+		RevokeReason: r.revokeReason,
+		UserAgent:    r.userAgent,
+		IP:           r.ip,
+		Transport:    gatehouse.Transport(r.transport),
+	}
+}
+
+// --- users ------------------------------------------------------------------
+
+// CreateUser inserts u; a case-insensitive email clash is ErrEmailTaken.
+func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userCols+`, email_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.CreatedAt, nullTime(u.TokensValidAfter),
+		emailKey(u.Email))
+	if pgErr, ok := asPgError(err); ok && pgErr.Code == "23505" && pgErr.ConstraintName == emailKeyConstraint {
+		return fmt.Errorf("postgres: create user: %w", gatehouse.ErrEmailTaken)
+	}
+	return wrap("create user", err)
+}
+
+// UserByID returns the user or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id string) (gatehouse.User, error) {
+	var r userRow
+	err := s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id).Scan(r.dest()...)
+	if err != nil {
+		return gatehouse.User{}, wrap("user by id", err)
+	}
+	return r.user(), nil
+}
+
+// UserByEmail finds a user by email, case-insensitively, by exact equality
+// of the lowered forms (never LIKE, where _ and % would be wildcards).
+func (s *Store) UserByEmail(ctx context.Context, email string) (gatehouse.User, error) {
+	var r userRow
+	err := s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email_key = $1`, emailKey(email)).Scan(r.dest()...)
+	if err != nil {
+		return gatehouse.User{}, wrap("user by email", err)
+	}
+	return r.user(), nil
+}
+
+// ListUsers returns up to limit users with ID greater than after, in
+// ascending byte order of ID (the id column uses the "C" collation).
+func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]gatehouse.User, error) {
+	if limit <= 0 {
+		// Postgres rejects a negative LIMIT; "up to 0 users" is none.
+		return []gatehouse.User{}, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+userCols+` FROM users WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, wrap("list users", err)
+	}
+	users := []gatehouse.User{}
+	var r userRow
+	_, err = pgx.ForEachRow(rows, r.dest(), func() error {
+		users = append(users, r.user())
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("list users", err)
+	}
+	return users, nil
+}
+
+// SetPasswordHash replaces a user's password hash, or returns ErrNotFound.
+func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, userID, hash)
+	if err != nil {
+		return wrap("set password hash", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: set password hash: %w", gatehouse.ErrNotFound)
+	}
+	return nil
+}
+
+// UpdateUser applies the non-nil fields and raises tokens_valid_after in one
+// statement. GREATEST ignores NULLs, so a NULL (zero) argument leaves the
+// column alone and a NULL column takes the argument.
+func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.Role, disabled *bool, tokensValidAfter time.Time) (gatehouse.User, error) {
+	var roleArg *string
+	if role != nil {
+		r := string(*role)
+		roleArg = &r
+	}
+	var r userRow
+	err := s.pool.QueryRow(ctx, `UPDATE users SET
+			role = COALESCE($2::text, role),
+			disabled = COALESCE($3::boolean, disabled),
+			tokens_valid_after = GREATEST(tokens_valid_after, $4::timestamptz)
+		WHERE id = $1
+		RETURNING `+userCols,
+		userID, roleArg, disabled, nullTime(tokensValidAfter)).Scan(r.dest()...)
+	if err != nil {
+		return gatehouse.User{}, wrap("update user", err)
+	}
+	return r.user(), nil
+}
+
+// --- sessions ---------------------------------------------------------------
+
+// genArg converts a generation to the bigint column's type. Generations start
+// at 1 and grow by one per refresh, so they never come near the limit; one
+// that does is reported rather than wrapped around.
+func genArg(gen uint64) (int64, bool) {
+	if gen > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(gen), true
+}
+
+// CreateSession inserts s.
+func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session) error {
+	gen, ok := genArg(sess.Gen)
+	if !ok {
+		return fmt.Errorf("postgres: create session: generation %d out of range", sess.Gen)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		sess.ID, sess.UserID, gen, sess.CreatedAt, sess.RotatedAt, sess.LastUsedAt, sess.ExpiresAt,
+		nullTime(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport))
+	return wrap("create session", err)
+}
+
+// SessionByID returns the session whatever its state, or ErrNotFound.
+func (s *Store) SessionByID(ctx context.Context, id string) (gatehouse.Session, error) {
+	var r sessionRow
+	err := s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id).Scan(r.dest()...)
+	if err != nil {
+		return gatehouse.Session{}, wrap("session by id", err)
+	}
+	return r.session(), nil
+}
+
+// RotateSession is the refresh hot path: one statement, one round trip. The
+// conditions sit in the WHERE clause, so under concurrent rotations of one
+// generation Postgres' row lock and re-check (READ COMMITTED re-evaluates the
+// WHERE on the updated row) let exactly one UPDATE match; the others see
+// gen already advanced and match nothing, which is ErrNotFound.
+func (s *Store) RotateSession(ctx context.Context, id string, gen uint64, now, idleCutoff time.Time) (gatehouse.Session, gatehouse.User, error) {
+	g, ok := genArg(gen)
+	if !ok {
+		// No stored session can be at a generation the column cannot hold.
+		return gatehouse.Session{}, gatehouse.User{}, fmt.Errorf("postgres: rotate session: %w", gatehouse.ErrNotFound)
+	}
+	var sr sessionRow
+	var ur userRow
+	err := s.pool.QueryRow(ctx, `UPDATE sessions s
+		SET gen = s.gen + 1, rotated_at = $3, last_used_at = $3
+		FROM users u
+		WHERE s.id = $1 AND s.gen = $2 AND s.revoked_at IS NULL
+			AND s.expires_at > $3 AND s.last_used_at > $4
+			AND u.id = s.user_id AND NOT u.disabled
+		RETURNING `+sessionColsS+`, `+userColsU,
+		id, g, now, idleCutoff).Scan(append(sr.dest(), ur.dest()...)...)
+	if err != nil {
+		return gatehouse.Session{}, gatehouse.User{}, wrap("rotate session", err)
+	}
+	return sr.session(), ur.user(), nil
+}
+
+// TouchSession sets last_used_at on a session that is neither revoked nor
+// past its absolute expiry, or returns ErrNotFound.
+func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET last_used_at = $2
+		WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2`, id, now)
+	if err != nil {
+		return wrap("touch session", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: touch session: %w", gatehouse.ErrNotFound)
+	}
+	return nil
+}
+
+// ListSessions returns the user's live sessions, newest first.
+func (s *Store) ListSessions(ctx context.Context, userID string, now, idleCutoff time.Time) ([]gatehouse.Session, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionCols+` FROM sessions
+		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_used_at > $3
+		ORDER BY created_at DESC, id DESC`, userID, now, idleCutoff)
+	if err != nil {
+		return nil, wrap("list sessions", err)
+	}
+	sessions := []gatehouse.Session{}
+	var r sessionRow
+	_, err = pgx.ForEachRow(rows, r.dest(), func() error {
+		sessions = append(sessions, r.session())
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("list sessions", err)
+	}
+	return sessions, nil
+}
+
+// RevokeSession revokes one session and logs it in a single statement: a
+// data-modifying CTE is atomic, so the session is never revoked without its
+// log entry or the other way round. Concurrent calls serialise on the row
+// lock and only the first still finds revoked_at NULL.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now, logExpiry time.Time) error {
+	tag, err := s.pool.Exec(ctx, `WITH revoked AS (
+			UPDATE sessions SET revoked_at = $3, revoke_reason = $2
+			WHERE id = $1 AND revoked_at IS NULL
+			RETURNING id
+		)
+		INSERT INTO revocations (kind, subject, at, expires_at)
+		SELECT $5::text, id, $3::timestamptz, $4::timestamptz FROM revoked`,
+		id, reason, now, logExpiry, string(gatehouse.RevokeSession))
+	if err != nil {
+		return wrap("revoke session", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: revoke session: %w", gatehouse.ErrNotFound)
+	}
+	return nil
+}
+
+// RevokeUserSessions revokes every not-yet-revoked session of the user but
+// keep, logging one entry per session, in a single atomic statement. It
+// returns the revoked ids (sorted, for stable logs).
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, keep, reason string, now, logExpiry time.Time) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `WITH revoked AS (
+			UPDATE sessions SET revoked_at = $4, revoke_reason = $3
+			WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL
+			RETURNING id
+		), logged AS (
+			INSERT INTO revocations (kind, subject, at, expires_at)
+			SELECT $6::text, id, $4::timestamptz, $5::timestamptz FROM revoked
+			RETURNING subject
+		)
+		SELECT subject FROM logged ORDER BY subject`,
+		userID, keep, reason, now, logExpiry, string(gatehouse.RevokeSession))
+	if err != nil {
+		return nil, wrap("revoke user sessions", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, wrap("revoke user sessions", err)
+	}
+	return ids, nil
+}
+
+// --- revocation log ---------------------------------------------------------
+
+// AddRevocation appends r to the log.
+func (s *Store) AddRevocation(ctx context.Context, r gatehouse.Revocation) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO revocations (kind, subject, at, expires_at) VALUES ($1, $2, $3, $4)`,
+		string(r.Kind), r.Subject, r.At, r.ExpiresAt)
+	return wrap("add revocation", err)
+}
+
+// RevocationsSince returns live log entries written at or after since.
+func (s *Store) RevocationsSince(ctx context.Context, since, now time.Time) ([]gatehouse.Revocation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT kind, subject, at, expires_at FROM revocations
+		WHERE at >= $1 AND expires_at > $2`, since, now)
+	if err != nil {
+		return nil, wrap("revocations since", err)
+	}
+	revs := []gatehouse.Revocation{}
+	var (
+		kind, subject string
+		at, expires   time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&kind, &subject, &at, &expires}, func() error {
+		revs = append(revs, gatehouse.Revocation{
+			Kind:      gatehouse.RevocationKind(kind),
+			Subject:   subject,
+			At:        at.UTC(),
+			ExpiresAt: expires.UTC(),
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("revocations since", err)
+	}
+	return revs, nil
+}
+
+// PruneRevocations deletes log entries that expired before now.
+func (s *Store) PruneRevocations(ctx context.Context, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM revocations WHERE expires_at < $1`, now)
+	return wrap("prune revocations", err)
+}
+
+// --- signing keys -----------------------------------------------------------
+
+// CreateSigningKey stores k.
+func (s *Store) CreateSigningKey(ctx context.Context, k gatehouse.SigningKey) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, sealed, created_at) VALUES ($1, $2, $3, $4)`,
+		k.ID, k.Algorithm, k.Sealed, k.CreatedAt)
+	return wrap("create signing key", err)
+}
+
+// SigningKeys returns every key, oldest first. Each Sealed slice is freshly
+// allocated by the scan, so callers may modify it.
+func (s *Store) SigningKeys(ctx context.Context) ([]gatehouse.SigningKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, algorithm, sealed, created_at FROM signing_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, wrap("signing keys", err)
+	}
+	keys := []gatehouse.SigningKey{}
+	for rows.Next() {
+		var k gatehouse.SigningKey
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Sealed, &k.CreatedAt); err != nil {
+			rows.Close()
+			return nil, wrap("signing keys", err)
+		}
+		k.CreatedAt = k.CreatedAt.UTC()
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("signing keys", err)
+	}
+	return keys, nil
+}
+
+// asPgError extracts the server's error, if err carries one.
+func asPgError(err error) (*pgconn.PgError, bool) {
+	var pgErr *pgconn.PgError
+	if err != nil && errors.As(err, &pgErr) {
+		return pgErr, true
+	}
+	return nil, false
+}
