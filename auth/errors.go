@@ -1,0 +1,51 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors the service returns. The HTTP layer maps each to a status and a
+// stable code in one place; storage errors (gatehouse.ErrNotFound,
+// gatehouse.ErrEmailTaken, gatehouse.ErrUnavailable) pass through as they are.
+var (
+	ErrInvalidCredentials = errors.New("invalid credentials")
+	ErrInvalidToken       = errors.New("invalid access token")
+	ErrInvalidRefresh     = errors.New("invalid refresh token")
+	ErrRefreshReused      = errors.New("refresh token reused")
+	ErrForbidden          = errors.New("forbidden")
+	ErrWeakPassword       = errors.New("password is too common")
+	ErrBusy               = errors.New("too many logins in progress")
+)
+
+// FieldError names one invalid input field.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every invalid field of a request.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Fields) == 0 {
+		return "validation failed"
+	}
+	return fmt.Sprintf("validation failed: %s: %s", e.Fields[0].Field, e.Fields[0].Message)
+}
+
+func invalid(field, message string) error {
+	return &ValidationError{Fields: []FieldError{{Field: field, Message: message}}}
+}
+
+// RateLimitError says a limit was hit and when to try again.
+type RateLimitError struct {
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited, retry after %s", e.RetryAfter)
+}

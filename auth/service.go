@@ -1,0 +1,703 @@
+// Package auth is the Gatehouse service: sign-up, login, refresh-token
+// rotation with reuse detection, logout, sessions, password change and the
+// admin operations. It knows nothing of HTTP; it speaks the domain types of
+// package gatehouse and returns the errors of errors.go.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/password"
+	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/revoke"
+	"github.com/gatehouse/gatehouse/token"
+)
+
+// Revocation reasons recorded on sessions.
+const (
+	ReasonLogout         = "logout"
+	ReasonReuse          = "reuse"
+	ReasonPasswordChange = "password_change"
+	ReasonAdmin          = "admin"
+	ReasonDisabled       = "disabled"
+)
+
+// Logout scopes.
+const (
+	ScopeLocal  = "local"
+	ScopeOthers = "others"
+	ScopeGlobal = "global"
+)
+
+// Signer issues and verifies access tokens (token.Keys).
+type Signer interface {
+	Sign(c token.Claims) (string, error)
+	Verify(ctx context.Context, raw string, now time.Time) (token.Claims, error)
+}
+
+// Hasher hashes and verifies passwords with bounded concurrency (password.Hasher).
+type Hasher interface {
+	Hash(ctx context.Context, pw string) (string, error)
+	Verify(ctx context.Context, pw, encoded string) (ok, needsRehash bool, err error)
+	VerifyDummy(ctx context.Context, pw string) error
+}
+
+// Revoker keeps the revocation sets every access token is checked against (revoke.Revoker).
+type Revoker interface {
+	Record(ctx context.Context, revs ...gatehouse.Revocation)
+	Check(sessionID, userID string, issuedAt time.Time) error
+}
+
+// Observer counts what the service does, for metrics. Results are short
+// snake_case words such as "ok", "invalid", "reused", "grace".
+type Observer interface {
+	Login(result string)
+	Refresh(result string)
+	Revoked(reason string, sessions int)
+}
+
+// Config holds the lifetimes and limits of the service.
+type Config struct {
+	Issuer, Audience string
+	AccessTTL        time.Duration
+	IdleTTL          time.Duration // refresh token unused this long ends the session
+	MaxAge           time.Duration // absolute session lifetime
+	ReuseGrace       time.Duration
+	Leeway           time.Duration // clock leeway of access-token checks
+	LoginRate        ratelimit.Rate
+	RefreshRate      ratelimit.Rate
+	SignupRate       ratelimit.Rate
+}
+
+// Deps are the collaborators of the service, wired in main.
+type Deps struct {
+	Store    gatehouse.Store
+	Signer   Signer
+	Refresh  *token.RefreshCodec
+	Hasher   Hasher
+	Revoker  Revoker
+	Limiter  ratelimit.Limiter
+	Observer Observer
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Service implements every Gatehouse operation.
+type Service struct {
+	Deps
+	cfg Config
+}
+
+// New returns a Service.
+func New(cfg Config, deps Deps) *Service {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Service{Deps: deps, cfg: cfg}
+}
+
+// Client describes the caller of a request: where it comes from, what it
+// runs, and how it wants its refresh token delivered.
+type Client struct {
+	IP        string
+	UserAgent string
+	Transport gatehouse.Transport
+}
+
+// Grant is the result of signup, login and refresh.
+type Grant struct {
+	AccessToken  string
+	ExpiresIn    time.Duration
+	Session      gatehouse.Session
+	User         gatehouse.User
+	RefreshToken string
+	// RefreshExpiresAt is when the refresh token stops working if unused:
+	// the earlier of idle and absolute expiry.
+	RefreshExpiresAt time.Time
+}
+
+// Principal is the verified caller of a Bearer-authenticated request.
+type Principal struct {
+	UserID    string
+	SessionID string
+	Role      gatehouse.Role
+	IssuedAt  time.Time
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
+
+// revocationExpiry is how long a revocation entry matters: until every
+// access token issued before it has expired.
+func (s *Service) revocationExpiry(now time.Time) time.Time {
+	return now.Add(s.cfg.AccessTTL + s.cfg.Leeway + time.Second)
+}
+
+// SignupInput is a sign-up request.
+type SignupInput struct {
+	Email, Password, Name string
+}
+
+// Signup creates a user with role user and logs it in.
+func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, error) {
+	if err := s.limit(ctx, "signup:ip:"+c.IP, s.cfg.SignupRate); err != nil {
+		return Grant{}, err
+	}
+	if err := validateSignup(in); err != nil {
+		return Grant{}, err
+	}
+	hash, err := s.Hasher.Hash(ctx, in.Password)
+	if err != nil {
+		return Grant{}, s.hashError(err)
+	}
+	u := gatehouse.User{
+		ID:           uuid.Must(uuid.NewV7()).String(),
+		Email:        in.Email,
+		Name:         in.Name,
+		Role:         gatehouse.RoleUser,
+		PasswordHash: hash,
+		CreatedAt:    s.now(),
+	}
+	if err := s.Store.CreateUser(ctx, u); err != nil {
+		return Grant{}, fmt.Errorf("signup: %w", err)
+	}
+	return s.startSession(ctx, u, c)
+}
+
+// CreateUser creates a user directly (the operator's `user create`).
+func (s *Service) CreateUser(ctx context.Context, email, name, pw string, role gatehouse.Role) (gatehouse.User, error) {
+	if !role.Valid() {
+		return gatehouse.User{}, invalid("role", "must be user or admin")
+	}
+	if err := validateSignup(SignupInput{Email: email, Name: name, Password: pw}); err != nil {
+		return gatehouse.User{}, err
+	}
+	hash, err := s.Hasher.Hash(ctx, pw)
+	if err != nil {
+		return gatehouse.User{}, s.hashError(err)
+	}
+	u := gatehouse.User{
+		ID: uuid.Must(uuid.NewV7()).String(), Email: email, Name: name, Role: role,
+		PasswordHash: hash, CreatedAt: s.now(),
+	}
+	if err := s.Store.CreateUser(ctx, u); err != nil {
+		return gatehouse.User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, nil
+}
+
+// LoginInput is a login request.
+type LoginInput struct {
+	Email, Password string
+}
+
+// Login checks credentials and starts a new session. Unknown email, wrong
+// password and disabled account give the same error after the same work
+// (one password hash), and the per-account limit is keyed by the email as
+// typed, so a limited unknown account looks like a limited real one.
+func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, error) {
+	if err := s.limit(ctx, "login:ip:"+c.IP, s.cfg.LoginRate); err != nil {
+		s.Observer.Login("rate_limited")
+		return Grant{}, err
+	}
+	accountKey := "login:account:" + emailKey(in.Email)
+	if err := s.peek(ctx, accountKey, s.cfg.LoginRate); err != nil {
+		s.Observer.Login("rate_limited")
+		return Grant{}, err
+	}
+	if len(in.Password) > maxPasswordBytes {
+		// Longer than any password that can have been set: refuse without
+		// hashing so huge inputs cost nothing.
+		s.Observer.Login("invalid")
+		return Grant{}, ErrInvalidCredentials
+	}
+	u, err := s.Store.UserByEmail(ctx, in.Email)
+	ok := false
+	switch {
+	case errors.Is(err, gatehouse.ErrNotFound):
+		if err := s.Hasher.VerifyDummy(ctx, in.Password); err != nil {
+			return Grant{}, s.hashError(err)
+		}
+	case err != nil:
+		return Grant{}, fmt.Errorf("login: %w", err)
+	default:
+		var rehash bool
+		ok, rehash, err = s.Hasher.Verify(ctx, in.Password, u.PasswordHash)
+		if err != nil && !errors.Is(err, password.ErrMalformedHash) {
+			return Grant{}, s.hashError(err)
+		}
+		if err != nil {
+			s.Logger.Error("stored password hash unusable", "user_id", u.ID, "err", err)
+			ok = false
+		}
+		if ok && u.Disabled {
+			ok = false
+		}
+		if ok && rehash {
+			s.upgradeHash(ctx, u.ID, in.Password)
+		}
+	}
+	if !ok {
+		// Count the failure against the account; a limiter error must
+		// not turn a failed login into anything but a failed login.
+		if !s.cfg.LoginRate.Off() {
+			if _, err := s.Limiter.Allow(ctx, accountKey, s.cfg.LoginRate); err != nil {
+				s.Logger.Warn("account rate limit", "err", err)
+			}
+		}
+		s.Observer.Login("invalid")
+		return Grant{}, ErrInvalidCredentials
+	}
+	s.Observer.Login("ok")
+	return s.startSession(ctx, u, c)
+}
+
+// upgradeHash replaces a bcrypt or weaker argon2 hash after a successful
+// login. A failure only postpones the upgrade to the next login.
+func (s *Service) upgradeHash(ctx context.Context, userID, pw string) {
+	hash, err := s.Hasher.Hash(ctx, pw)
+	if err == nil {
+		err = s.Store.SetPasswordHash(ctx, userID, hash)
+	}
+	if err != nil {
+		s.Logger.Warn("password hash upgrade postponed", "user_id", userID, "err", err)
+	}
+}
+
+func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client) (Grant, error) {
+	now := s.now()
+	if c.Transport == "" {
+		c.Transport = gatehouse.TransportCookie
+	}
+	sess := gatehouse.Session{
+		ID:         newSessionID(),
+		UserID:     u.ID,
+		Gen:        1,
+		CreatedAt:  now,
+		RotatedAt:  now,
+		LastUsedAt: now,
+		ExpiresAt:  now.Add(s.cfg.MaxAge),
+		UserAgent:  truncate(c.UserAgent, 512),
+		IP:         c.IP,
+		Transport:  c.Transport,
+	}
+	if err := s.Store.CreateSession(ctx, sess); err != nil {
+		return Grant{}, fmt.Errorf("create session: %w", err)
+	}
+	return s.grant(u, sess, now)
+}
+
+// grant issues an access token and the refresh token of the session's
+// current generation.
+func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time) (Grant, error) {
+	// Tokens are stamped no earlier than the user's TokensValidAfter, so a
+	// token issued in the same second as a role change is not mistaken for
+	// one issued before it.
+	iat := now
+	if u.TokensValidAfter.After(iat) {
+		iat = u.TokensValidAfter
+	}
+	iat = iat.Truncate(time.Second)
+	exp := iat.Add(s.cfg.AccessTTL)
+	access, err := s.Signer.Sign(token.Claims{
+		Issuer:    s.cfg.Issuer,
+		Audience:  s.cfg.Audience,
+		Subject:   u.ID,
+		SessionID: sess.ID,
+		ID:        randomID(),
+		Role:      u.Role,
+		IssuedAt:  iat,
+		ExpiresAt: exp,
+	})
+	if err != nil {
+		return Grant{}, fmt.Errorf("sign access token: %w", err)
+	}
+	return Grant{
+		AccessToken:      access,
+		ExpiresIn:        exp.Sub(now).Round(time.Second),
+		Session:          sess,
+		User:             u,
+		RefreshToken:     s.Refresh.Encode(sess.ID, sess.Gen),
+		RefreshExpiresAt: s.SessionExpiry(sess),
+	}, nil
+}
+
+// Refresh rotates a refresh token (DESIGN.md, "Refresh tokens"): one atomic
+// rotation in the common case; otherwise the session row tells a grace
+// replay (same successor again) from reuse (session revoked).
+func (s *Service) Refresh(ctx context.Context, raw string, c Client) (Grant, error) {
+	if err := s.limit(ctx, "refresh:ip:"+c.IP, s.cfg.RefreshRate); err != nil {
+		s.Observer.Refresh("rate_limited")
+		return Grant{}, err
+	}
+	sid, gen, err := s.Refresh.Decode(raw)
+	if err != nil {
+		s.Observer.Refresh("invalid")
+		return Grant{}, ErrInvalidRefresh
+	}
+	now := s.now()
+	sess, u, err := s.Store.RotateSession(ctx, sid, gen, now, now.Add(-s.cfg.IdleTTL))
+	if err == nil {
+		s.Observer.Refresh("ok")
+		return s.grant(u, sess, now)
+	}
+	if !errors.Is(err, gatehouse.ErrNotFound) {
+		return Grant{}, fmt.Errorf("refresh: %w", err)
+	}
+	sess, err = s.Store.SessionByID(ctx, sid)
+	if errors.Is(err, gatehouse.ErrNotFound) {
+		s.Observer.Refresh("invalid")
+		return Grant{}, ErrInvalidRefresh
+	}
+	if err != nil {
+		return Grant{}, fmt.Errorf("refresh: %w", err)
+	}
+	switch {
+	case sess.Revoked():
+		s.Observer.Refresh("revoked")
+		if sess.RevokeReason == ReasonReuse {
+			return Grant{}, ErrRefreshReused
+		}
+		return Grant{}, ErrInvalidRefresh
+	case !now.Before(sess.ExpiresAt) || !sess.LastUsedAt.After(now.Add(-s.cfg.IdleTTL)):
+		s.Observer.Refresh("expired")
+		return Grant{}, ErrInvalidRefresh
+	case gen >= sess.Gen:
+		// A genuine token of the current generation that did not rotate:
+		// its user is disabled (sessions are revoked on disable, so this
+		// is only a race with that). Not theft.
+		s.Observer.Refresh("invalid")
+		return Grant{}, ErrInvalidRefresh
+	case gen+1 == sess.Gen && now.Sub(sess.RotatedAt) <= s.cfg.ReuseGrace:
+		u, err := s.Store.UserByID(ctx, sess.UserID)
+		if err != nil {
+			return Grant{}, fmt.Errorf("refresh grace: %w", err)
+		}
+		if u.Disabled {
+			return Grant{}, ErrInvalidRefresh
+		}
+		s.Observer.Refresh("grace")
+		return s.grant(u, sess, now)
+	}
+	// An earlier generation of a live session, outside the grace window:
+	// someone holds a copy of a token that was already rotated.
+	if err := s.revokeSession(ctx, sess.ID, ReasonReuse, now); err != nil && !errors.Is(err, gatehouse.ErrNotFound) {
+		return Grant{}, fmt.Errorf("revoke reused session: %w", err)
+	}
+	s.Observer.Refresh("reused")
+	s.Logger.Warn("refresh token reuse detected; session revoked", "session_id", sess.ID, "user_id", sess.UserID, "ip", c.IP)
+	return Grant{}, ErrRefreshReused
+}
+
+// Authenticate verifies a Bearer access token and checks it against the
+// revocation sets.
+func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, error) {
+	claims, err := s.Signer.Verify(ctx, raw, s.Now())
+	if err != nil {
+		return Principal{}, ErrInvalidToken
+	}
+	if err := s.Revoker.Check(claims.SessionID, claims.Subject, claims.IssuedAt); err != nil {
+		if errors.Is(err, revoke.ErrRevoked) {
+			return Principal{}, ErrInvalidToken
+		}
+		return Principal{}, fmt.Errorf("revocation check: %w", err)
+	}
+	return Principal{UserID: claims.Subject, SessionID: claims.SessionID, Role: claims.Role, IssuedAt: claims.IssuedAt}, nil
+}
+
+// SessionFromRefresh resolves a refresh token presented to logout to its
+// session. Only the current token, or its predecessor within the grace
+// window, identifies the session; anything else revokes nothing.
+func (s *Service) SessionFromRefresh(ctx context.Context, raw string) (gatehouse.Session, error) {
+	sid, gen, err := s.Refresh.Decode(raw)
+	if err != nil {
+		return gatehouse.Session{}, ErrInvalidRefresh
+	}
+	sess, err := s.Store.SessionByID(ctx, sid)
+	if errors.Is(err, gatehouse.ErrNotFound) {
+		return gatehouse.Session{}, ErrInvalidRefresh
+	}
+	if err != nil {
+		return gatehouse.Session{}, fmt.Errorf("logout: %w", err)
+	}
+	now := s.now()
+	current := gen == sess.Gen || (gen+1 == sess.Gen && now.Sub(sess.RotatedAt) <= s.cfg.ReuseGrace)
+	if !current {
+		return gatehouse.Session{}, ErrInvalidRefresh
+	}
+	return sess, nil
+}
+
+// Logout ends the session sid of user userID (scope local), every other
+// session of the user (others), or all of them (global).
+func (s *Service) Logout(ctx context.Context, userID, sid, scope string) error {
+	now := s.now()
+	switch scope {
+	case "", ScopeLocal:
+		err := s.revokeSession(ctx, sid, ReasonLogout, now)
+		if errors.Is(err, gatehouse.ErrNotFound) {
+			return nil // already ended: logout is idempotent
+		}
+		return err
+	case ScopeOthers:
+		return s.revokeUserSessions(ctx, userID, sid, ReasonLogout, now)
+	case ScopeGlobal:
+		return s.revokeUserSessions(ctx, userID, "", ReasonLogout, now)
+	}
+	return invalid("scope", "must be local, others or global")
+}
+
+// Sessions lists the live sessions of a user.
+func (s *Service) Sessions(ctx context.Context, userID string) ([]gatehouse.Session, error) {
+	now := s.now()
+	list, err := s.Store.ListSessions(ctx, userID, now, now.Add(-s.cfg.IdleTTL))
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return list, nil
+}
+
+// EndOwnSession ends one of the caller's sessions; another user's session
+// is reported as not found so that ids cannot be probed.
+func (s *Service) EndOwnSession(ctx context.Context, p Principal, sid string) error {
+	sess, err := s.Store.SessionByID(ctx, sid)
+	if err != nil {
+		return fmt.Errorf("end session: %w", err)
+	}
+	if sess.UserID != p.UserID || sess.Revoked() {
+		return gatehouse.ErrNotFound
+	}
+	return s.revokeSession(ctx, sid, ReasonLogout, s.now())
+}
+
+// Me returns the caller's user.
+func (s *Service) Me(ctx context.Context, p Principal) (gatehouse.User, error) {
+	u, err := s.Store.UserByID(ctx, p.UserID)
+	if errors.Is(err, gatehouse.ErrNotFound) {
+		return gatehouse.User{}, ErrInvalidToken
+	}
+	if err != nil {
+		return gatehouse.User{}, fmt.Errorf("me: %w", err)
+	}
+	return u, nil
+}
+
+// ChangePassword checks the current password, sets the new one and ends
+// every other session of the user; the calling session stays.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next string) error {
+	if current == "" {
+		return invalid("current_password", "is required")
+	}
+	if err := checkPassword("new_password", next); err != nil {
+		return err
+	}
+	accountKey := "password:account:" + p.UserID
+	if err := s.peek(ctx, accountKey, s.cfg.LoginRate); err != nil {
+		return err
+	}
+	u, err := s.Store.UserByID(ctx, p.UserID)
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	ok, _, err := s.Hasher.Verify(ctx, current, u.PasswordHash)
+	if err != nil && !errors.Is(err, password.ErrMalformedHash) {
+		return s.hashError(err)
+	}
+	if !ok {
+		if !s.cfg.LoginRate.Off() {
+			if _, err := s.Limiter.Allow(ctx, accountKey, s.cfg.LoginRate); err != nil {
+				s.Logger.Warn("account rate limit", "err", err)
+			}
+		}
+		return ErrInvalidCredentials
+	}
+	hash, err := s.Hasher.Hash(ctx, next)
+	if err != nil {
+		return s.hashError(err)
+	}
+	if err := s.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	return s.revokeUserSessions(ctx, u.ID, p.SessionID, ReasonPasswordChange, s.now())
+}
+
+// RequireAdmin checks that the principal may use the admin endpoints. The
+// role comes from the token; a role change revokes the tokens issued
+// before it, so a demoted admin's token stops working at once.
+func RequireAdmin(p Principal) error {
+	if p.Role != gatehouse.RoleAdmin {
+		return ErrForbidden
+	}
+	return nil
+}
+
+// ListUsers pages through users in id order.
+func (s *Service) ListUsers(ctx context.Context, after string, limit int) ([]gatehouse.User, error) {
+	users, err := s.Store.ListUsers(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+// UserSessions lists any user's live sessions.
+func (s *Service) UserSessions(ctx context.Context, userID string) ([]gatehouse.Session, error) {
+	if _, err := s.Store.UserByID(ctx, userID); err != nil {
+		return nil, fmt.Errorf("user sessions: %w", err)
+	}
+	return s.Sessions(ctx, userID)
+}
+
+// UpdateUser changes a user's role and/or disabled flag. Both revoke the
+// access tokens issued before the change; disabling also ends every
+// session.
+func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse.Role, disabled *bool) (gatehouse.User, error) {
+	if role != nil && !role.Valid() {
+		return gatehouse.User{}, invalid("role", "must be user or admin")
+	}
+	before, err := s.Store.UserByID(ctx, userID)
+	if err != nil {
+		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+	}
+	changed := (role != nil && *role != before.Role) || (disabled != nil && *disabled != before.Disabled)
+	if !changed {
+		return before, nil
+	}
+	now := s.now()
+	// The next whole second: every token issued so far has an iat below
+	// it, and every token issued from now on is stamped at or after it.
+	cutoff := now.Truncate(time.Second).Add(time.Second)
+	u, err := s.Store.UpdateUser(ctx, userID, role, disabled, cutoff)
+	if err != nil {
+		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+	}
+	rev := gatehouse.Revocation{Kind: gatehouse.RevokeUserBefore, Subject: userID, At: cutoff, ExpiresAt: s.revocationExpiry(cutoff)}
+	if err := s.Store.AddRevocation(ctx, rev); err != nil {
+		return gatehouse.User{}, fmt.Errorf("update user: record revocation: %w", err)
+	}
+	s.Revoker.Record(ctx, rev)
+	s.Observer.Revoked("user_update", 0)
+	if disabled != nil && *disabled {
+		if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, now); err != nil {
+			return gatehouse.User{}, err
+		}
+	}
+	return u, nil
+}
+
+// AdminEndSession ends any session.
+func (s *Service) AdminEndSession(ctx context.Context, sid string) error {
+	return s.revokeSession(ctx, sid, ReasonAdmin, s.now())
+}
+
+// AdminLogoutUser ends every session of a user.
+func (s *Service) AdminLogoutUser(ctx context.Context, userID string) error {
+	if _, err := s.Store.UserByID(ctx, userID); err != nil {
+		return fmt.Errorf("logout user: %w", err)
+	}
+	return s.revokeUserSessions(ctx, userID, "", ReasonAdmin, s.now())
+}
+
+func (s *Service) revokeSession(ctx context.Context, sid, reason string, now time.Time) error {
+	exp := s.revocationExpiry(now)
+	if err := s.Store.RevokeSession(ctx, sid, reason, now, exp); err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	s.Revoker.Record(ctx, gatehouse.Revocation{Kind: gatehouse.RevokeSession, Subject: sid, At: now, ExpiresAt: exp})
+	s.Observer.Revoked(reason, 1)
+	return nil
+}
+
+func (s *Service) revokeUserSessions(ctx context.Context, userID, keep, reason string, now time.Time) error {
+	exp := s.revocationExpiry(now)
+	ids, err := s.Store.RevokeUserSessions(ctx, userID, keep, reason, now, exp)
+	if err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	revs := make([]gatehouse.Revocation, len(ids))
+	for i, id := range ids {
+		revs[i] = gatehouse.Revocation{Kind: gatehouse.RevokeSession, Subject: id, At: now, ExpiresAt: exp}
+	}
+	s.Revoker.Record(ctx, revs...)
+	s.Observer.Revoked(reason, len(ids))
+	return nil
+}
+
+func (s *Service) limit(ctx context.Context, key string, r ratelimit.Rate) error {
+	if r.Off() {
+		return nil
+	}
+	res, err := s.Limiter.Allow(ctx, key, r)
+	if err != nil {
+		// The limiter degrades to in-process state by itself; an error
+		// here means even that failed, and refusing every login over it
+		// would be worse than not limiting one request.
+		s.Logger.Warn("rate limiter", "key_kind", key[:min(len(key), 12)], "err", err)
+		return nil
+	}
+	if !res.Allowed {
+		return &RateLimitError{RetryAfter: res.RetryAfter}
+	}
+	return nil
+}
+
+func (s *Service) peek(ctx context.Context, key string, r ratelimit.Rate) error {
+	if r.Off() {
+		return nil
+	}
+	res, err := s.Limiter.Peek(ctx, key, r)
+	if err != nil {
+		s.Logger.Warn("rate limiter", "err", err)
+		return nil
+	}
+	if !res.Allowed {
+		return &RateLimitError{RetryAfter: res.RetryAfter}
+	}
+	return nil
+}
+
+func (s *Service) hashError(err error) error {
+	if errors.Is(err, password.ErrBusy) {
+		return ErrBusy
+	}
+	return fmt.Errorf("password hashing: %w", err)
+}
+
+func newSessionID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randomID() string { return newSessionID() }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary so stored strings stay valid UTF-8.
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// SessionExpiry is when a session ends if nothing else happens: the
+// earlier of idle expiry and absolute expiry.
+func (s *Service) SessionExpiry(sess gatehouse.Session) time.Time {
+	idle := sess.LastUsedAt.Add(s.cfg.IdleTTL)
+	if sess.ExpiresAt.Before(idle) {
+		return sess.ExpiresAt
+	}
+	return idle
+}

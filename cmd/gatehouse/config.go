@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/ratelimit"
+)
+
+// config is every setting of `gatehouse serve`; the other subcommands use
+// the subset they need. Each is a flag and a GATEHOUSE_* variable.
+type config struct {
+	Addr           string
+	Database       string
+	Redis          string
+	Issuer         string
+	Audience       string
+	AccessTTL      time.Duration
+	RefreshIdleTTL time.Duration
+	SessionMaxAge  time.Duration
+	ReuseGrace     time.Duration
+	SigningAlg     string
+	AllowedOrigins string
+	TrustedProxies string
+	RateLogin      string
+	RateRefresh    string
+	RateSignup     string
+	LogLevel       string
+	MasterKey      string
+	MasterKeyFile  string
+	FailOpen       bool
+	NoMigrate      bool
+	HashWorkers    int
+	HashQueue      int
+	ShutdownGrace  time.Duration
+
+	// Parsed forms.
+	origins    []string
+	proxies    []netip.Prefix
+	loginRate  ratelimit.Rate
+	refreshRate ratelimit.Rate
+	signupRate ratelimit.Rate
+}
+
+// newFlagSet declares the flags of a subcommand. Only the names in use are
+// declared, so `user create --redis x` is an unknown flag, as it should be.
+func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	all := map[string]func(){
+		"addr":               func() { fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address") },
+		"database":           func() { fs.StringVar(&c.Database, "database", "sqlite:gatehouse.db", "sqlite:PATH, sqlite::memory: or a postgres:// URL") },
+		"redis":              func() { fs.StringVar(&c.Redis, "redis", "", "redis:// URL; empty keeps revocation and rate-limit state in process") },
+		"issuer":             func() { fs.StringVar(&c.Issuer, "issuer", "", "token issuer (default http://ADDR)") },
+		"audience":           func() { fs.StringVar(&c.Audience, "audience", "gatehouse", "token audience") },
+		"access-ttl":         func() { fs.DurationVar(&c.AccessTTL, "access-ttl", 10*time.Minute, "access-token lifetime") },
+		"refresh-idle-ttl":   func() { fs.DurationVar(&c.RefreshIdleTTL, "refresh-idle-ttl", 14*24*time.Hour, "session ends when its refresh token is unused this long") },
+		"session-max-age":    func() { fs.DurationVar(&c.SessionMaxAge, "session-max-age", 30*24*time.Hour, "absolute session lifetime") },
+		"reuse-grace":        func() { fs.DurationVar(&c.ReuseGrace, "reuse-grace", 10*time.Second, "window in which the just-rotated refresh token still returns its successor") },
+		"signing-alg":        func() { fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "EdDSA, ES256 or HS256") },
+		"allowed-origins":    func() { fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed for CORS and state-changing requests") },
+		"trusted-proxies":    func() { fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-For is believed") },
+		"rate-limit-login":   func() { fs.StringVar(&c.RateLogin, "rate-limit-login", "10/1m", "logins per client IP, and failures per account (N/DURATION or off)") },
+		"rate-limit-refresh": func() { fs.StringVar(&c.RateRefresh, "rate-limit-refresh", "120/1m", "refreshes per client IP (N/DURATION or off)") },
+		"rate-limit-signup":  func() { fs.StringVar(&c.RateSignup, "rate-limit-signup", "10/1h", "sign-ups per client IP (N/DURATION or off)") },
+		"log-level":          func() { fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error") },
+		"master-key":         func() { fs.StringVar(&c.MasterKey, "master-key", "", "base64 master secret (at least 32 bytes)") },
+		"master-key-file":    func() { fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "file holding the base64 master secret") },
+		"fail-open":          func() { fs.BoolVar(&c.FailOpen, "fail-open", false, "serve protected endpoints even when revocation state cannot be checked") },
+		"no-migrate":         func() { fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply database migrations on start") },
+		"hash-workers":       func() { fs.IntVar(&c.HashWorkers, "hash-workers", 0, "password hashes computed at once (default: number of CPUs)") },
+		"hash-queue":         func() { fs.IntVar(&c.HashQueue, "hash-queue", 64, "password hashes allowed to wait; beyond that logins get 503") },
+		"shutdown-grace":     func() { fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "time given to requests in flight on shutdown") },
+	}
+	for _, n := range names {
+		all[n]()
+	}
+	return fs
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from its GATEHOUSE_* variable. Errors are one sentence.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errors.New("usage: see README.md for flags")
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] {
+			return
+		}
+		env := "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for %s: %v", v, env, e)
+			}
+		}
+	})
+	return err
+}
+
+// validate checks and parses the serve settings.
+func (c *config) validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--access-ttl", c.AccessTTL}, {"--refresh-idle-ttl", c.RefreshIdleTTL}, {"--session-max-age", c.SessionMaxAge}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive", d.name)
+		}
+	}
+	if c.ReuseGrace < 0 {
+		return errors.New("--reuse-grace must not be negative")
+	}
+	switch c.SigningAlg {
+	case "EdDSA", "ES256", "HS256":
+	default:
+		return fmt.Errorf("--signing-alg must be EdDSA, ES256 or HS256, not %q", c.SigningAlg)
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Addr
+	}
+	for _, o := range splitList(c.AllowedOrigins) {
+		if o == "*" || o == "null" || !strings.Contains(o, "://") || strings.HasSuffix(o, "/") {
+			return fmt.Errorf("--allowed-origins: %q is not an origin like https://app.example.com", o)
+		}
+		c.origins = append(c.origins, o)
+	}
+	for _, p := range splitList(c.TrustedProxies) {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, err2 := netip.ParseAddr(p)
+			if err2 != nil {
+				return fmt.Errorf("--trusted-proxies: %q is not an IP address or CIDR", p)
+			}
+			prefix = netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen())
+		}
+		c.proxies = append(c.proxies, prefix)
+	}
+	var err error
+	if c.loginRate, err = ratelimit.ParseRate(c.RateLogin); err != nil {
+		return fmt.Errorf("--rate-limit-login: %v", err)
+	}
+	if c.refreshRate, err = ratelimit.ParseRate(c.RateRefresh); err != nil {
+		return fmt.Errorf("--rate-limit-refresh: %v", err)
+	}
+	if c.signupRate, err = ratelimit.ParseRate(c.RateSignup); err != nil {
+		return fmt.Errorf("--rate-limit-signup: %v", err)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,149 @@
+// Command gatehouse is the Gatehouse authentication server and its
+// operator tools: serve, migrate, user create, keys rotate, version.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		// A bad configuration is exactly one line on stderr.
+		fmt.Fprintln(os.Stderr, "gatehouse: "+oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+const usage = "usage: gatehouse serve|migrate|user create|keys rotate|version [flags]"
+
+// run dispatches a subcommand. It never calls os.Exit, so tests can call it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], getenv, stdout)
+	case "user":
+		if len(args) < 2 || args[1] != "create" {
+			return errors.New("usage: gatehouse user create --email E [--role user|admin] [--name N] (password on stdin)")
+		}
+		return userCreate(ctx, args[2:], getenv, stdin, stdout)
+	case "keys":
+		if len(args) < 2 || args[1] != "rotate" {
+			return errors.New("usage: gatehouse keys rotate [--database ...]")
+		}
+		return keysRotate(ctx, args[2:], getenv, stdout)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "gatehouse", buildVersion())
+		return nil
+	}
+	return fmt.Errorf("unknown command %q; %s", args[0], usage)
+}
+
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
+}
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var c config
+	fs := newFlagSet("migrate", &c, "database")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	b, err := openBackend(ctx, &c, true)
+	if err != nil {
+		return err
+	}
+	defer b.store.Close()
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
+
+func userCreate(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+	var c config
+	var email, role, name string
+	fs := newFlagSet("user create", &c, "database", "master-key", "master-key-file", "hash-workers")
+	fs.StringVar(&email, "email", "", "email of the new user")
+	fs.StringVar(&role, "role", "user", "user or admin")
+	fs.StringVar(&name, "name", "", "display name")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("--email is required")
+	}
+	// The password comes on stdin so it never shows in ps or shell history.
+	line, err := bufio.NewReader(io.LimitReader(stdin, 8192)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password from stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	b, err := openBackend(ctx, &c, !c.NoMigrate)
+	if err != nil {
+		return err
+	}
+	defer b.store.Close()
+	svc := b.userService(&c)
+	u, err := svc.CreateUser(ctx, email, name, pw, gatehouse.Role(role))
+	if err != nil {
+		return describeCreateError(err)
+	}
+	fmt.Fprintln(stdout, u.ID)
+	return nil
+}
+
+func keysRotate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var c config
+	fs := newFlagSet("keys rotate", &c, "database", "master-key", "master-key-file", "signing-alg", "access-ttl")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	b, err := openBackend(ctx, &c, !c.NoMigrate)
+	if err != nil {
+		return err
+	}
+	defer b.store.Close()
+	keys, err := b.keys(&c)
+	if err != nil {
+		return err
+	}
+	kid, err := keys.Rotate(ctx, nowUTC())
+	if err != nil {
+		return fmt.Errorf("rotate keys: %w", err)
+	}
+	fmt.Fprintln(stdout, kid)
+	return nil
+}
+
+// quietLogger discards logs for the short-lived subcommands.
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

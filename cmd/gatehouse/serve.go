@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/httpapi"
+	"github.com/gatehouse/gatehouse/masterkey"
+	"github.com/gatehouse/gatehouse/metrics"
+	"github.com/gatehouse/gatehouse/password"
+	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/revoke"
+	"github.com/gatehouse/gatehouse/token"
+)
+
+var serveFlags = []string{
+	"addr", "database", "redis", "issuer", "audience", "access-ttl", "refresh-idle-ttl",
+	"session-max-age", "reuse-grace", "signing-alg", "allowed-origins", "trusted-proxies",
+	"rate-limit-login", "rate-limit-refresh", "rate-limit-signup", "log-level", "master-key",
+	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}
+
+// serve runs the server until ctx ends, then shuts down gracefully:
+// requests in flight finish within --shutdown-grace.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("serve", &c, serveFlags...)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	var rdb *redis.Client
+	if c.Redis != "" {
+		opts, err := redis.ParseURL(c.Redis)
+		if err != nil {
+			return fmt.Errorf("--redis: not a valid redis:// URL")
+		}
+		opts.DialTimeout = 2 * time.Second
+		opts.ReadTimeout = 2 * time.Second
+		opts.WriteTimeout = 2 * time.Second
+		rdb = redis.NewClient(opts)
+		defer rdb.Close()
+	}
+	// Everything that can fail on bad configuration happens before the
+	// listener opens and before the first log line.
+	b, err := openBackend(ctx, &c, !c.NoMigrate)
+	if err != nil {
+		return err
+	}
+	defer b.store.Close()
+	keys, err := b.keys(&c)
+	if err != nil {
+		return err
+	}
+	refresh, err := token.NewRefreshCodec(masterkey.Derive(b.master, masterkey.PurposeRefresh))
+	if err != nil {
+		return fmt.Errorf("refresh tokens: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	defer ln.Close()
+
+	level, _ := parseLevel(c.LogLevel)
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var bus revoke.Bus
+	if rdb != nil {
+		bus = revoke.NewRedisBus(rdb, "gatehouse:revocations")
+	}
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	revoker := revoke.New(b.store, bus, revoke.Config{
+		Window:       c.AccessTTL + accessLeeway + time.Second,
+		PollInterval: time.Second,
+		StaleAfter:   5 * time.Second,
+		FailOpen:     c.FailOpen,
+	}, logger)
+	if err := revoker.Start(runCtx); err != nil {
+		return fmt.Errorf("load revocations: %w", err)
+	}
+	defer revoker.Wait()
+	defer cancelRun()
+
+	mem := ratelimit.NewMemory(time.Now)
+	var redisLimiter *ratelimit.Redis
+	if rdb != nil {
+		redisLimiter = ratelimit.NewRedis(rdb, "gatehouse:rl:", mem, logger)
+	}
+	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
+	m := metrics.New(hasher.Stats)
+	svc := auth.New(auth.Config{
+		Issuer: c.Issuer, Audience: c.Audience,
+		AccessTTL: c.AccessTTL, IdleTTL: c.RefreshIdleTTL, MaxAge: c.SessionMaxAge,
+		ReuseGrace: c.ReuseGrace, Leeway: accessLeeway,
+		LoginRate: c.loginRate, RefreshRate: c.refreshRate, SignupRate: c.signupRate,
+	}, auth.Deps{
+		Store: b.store, Signer: keys, Refresh: refresh, Hasher: hasher, Revoker: revoker,
+		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
+	})
+	ready := func(ctx context.Context) error {
+		var problems []string
+		if err := b.store.Ping(ctx); err != nil {
+			problems = append(problems, "database unreachable")
+		}
+		if err := revoker.Ready(); err != nil {
+			problems = append(problems, "revocation state: "+err.Error())
+		}
+		if redisLimiter != nil && !redisLimiter.Healthy() {
+			problems = append(problems, "redis rate limiter degraded")
+		}
+		if len(problems) > 0 {
+			return errors.New(strings.Join(problems, "; "))
+		}
+		return nil
+	}
+	api := httpapi.New(httpapi.Config{
+		Issuer: c.Issuer, AllowedOrigins: c.origins, TrustedProxies: c.proxies,
+		CSRFKey: masterkey.Derive(b.master, masterkey.PurposeCSRF),
+	}, httpapi.Deps{
+		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
+		Account: accountHandler(),
+	})
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("gatehouse listening", "addr", ln.Addr().String(), "database", dbKind(b), "redis", rdb != nil, "signing_alg", c.SigningAlg)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down; finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func dbKind(b *backend) string {
+	if b.postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// accountHandler serves the account page; none until it is built.
+func accountHandler() http.Handler { return nil }

@@ -1,0 +1,479 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/auth"
+)
+
+type userJSON struct {
+	ID        string `json:"id"`
+	Email     string `json:"email"`
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	CreatedAt string `json:"created_at"`
+	Disabled  *bool  `json:"disabled,omitempty"`
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func toUserJSON(u gatehouse.User, admin bool) userJSON {
+	j := userJSON{ID: u.ID, Email: u.Email, Name: u.Name, Role: string(u.Role), CreatedAt: rfc3339(u.CreatedAt)}
+	if admin {
+		d := u.Disabled
+		j.Disabled = &d
+	}
+	return j
+}
+
+type sessionJSON struct {
+	ID         string `json:"id"`
+	CreatedAt  string `json:"created_at"`
+	LastUsedAt string `json:"last_used_at"`
+	ExpiresAt  string `json:"expires_at"`
+	UserAgent  string `json:"user_agent"`
+	IP         string `json:"ip"`
+	Current    *bool  `json:"current,omitempty"`
+}
+
+func (s *Server) toSessionsJSON(list []gatehouse.Session, currentID string, withCurrent bool) []sessionJSON {
+	out := make([]sessionJSON, 0, len(list))
+	for _, sess := range list {
+		j := sessionJSON{
+			ID: sess.ID, CreatedAt: rfc3339(sess.CreatedAt), LastUsedAt: rfc3339(sess.LastUsedAt),
+			ExpiresAt: rfc3339(s.auth.SessionExpiry(sess)), UserAgent: sess.UserAgent, IP: sess.IP,
+		}
+		if withCurrent {
+			c := sess.ID == currentID
+			j.Current = &c
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+type tokenResponse struct {
+	TokenType    string   `json:"token_type"`
+	AccessToken  string   `json:"access_token"`
+	ExpiresIn    int      `json:"expires_in"`
+	SessionID    string   `json:"session_id"`
+	User         userJSON `json:"user"`
+	RefreshToken string   `json:"refresh_token,omitempty"`
+}
+
+// writeGrant answers with a token response, delivering the refresh token
+// the way it came: by cookie (with the CSRF cookie) or in the body.
+func (s *Server) writeGrant(w http.ResponseWriter, status int, g auth.Grant, transport gatehouse.Transport) {
+	resp := tokenResponse{
+		TokenType: "Bearer", AccessToken: g.AccessToken, ExpiresIn: int(g.ExpiresIn.Seconds()),
+		SessionID: g.Session.ID, User: toUserJSON(g.User, false),
+	}
+	if transport == gatehouse.TransportBody {
+		resp.RefreshToken = g.RefreshToken
+	} else {
+		setSessionCookies(w, s.cfg.CSRFKey, g.Session.ID, g.RefreshToken, g.RefreshExpiresAt, time.Now())
+	}
+	writeJSON(w, status, resp)
+}
+
+func (s *Server) client(r *http.Request, transport gatehouse.Transport) auth.Client {
+	return auth.Client{IP: clientIP(r, s.cfg.TrustedProxies), UserAgent: r.UserAgent(), Transport: transport}
+}
+
+func parseTransport(v string) (gatehouse.Transport, error) {
+	switch v {
+	case "", "cookie":
+		return gatehouse.TransportCookie, nil
+	case "body":
+		return gatehouse.TransportBody, nil
+	}
+	return "", invalidField("token_transport", `must be "cookie" or "body"`)
+}
+
+func invalidField(field, message string) error {
+	return &auth.ValidationError{Fields: []auth.FieldError{{Field: field, Message: message}}}
+}
+
+type signupRequest struct {
+	Email          string `json:"email"`
+	Password       string `json:"password"`
+	Name           string `json:"name"`
+	TokenTransport string `json:"token_transport"`
+}
+
+func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
+	var req signupRequest
+	if _, err := readBody(r, &req, false); err != nil {
+		return err
+	}
+	transport, err := parseTransport(req.TokenTransport)
+	if err != nil {
+		return err
+	}
+	g, err := s.auth.Signup(r.Context(), auth.SignupInput{Email: req.Email, Password: req.Password, Name: req.Name}, s.client(r, transport))
+	if err != nil {
+		return err
+	}
+	s.writeGrant(w, http.StatusCreated, g, transport)
+	return nil
+}
+
+type loginRequest struct {
+	Email          string `json:"email"`
+	Password       string `json:"password"`
+	TokenTransport string `json:"token_transport"`
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	var req loginRequest
+	if _, err := readBody(r, &req, false); err != nil {
+		return err
+	}
+	transport, err := parseTransport(req.TokenTransport)
+	if err != nil {
+		return err
+	}
+	var fields []auth.FieldError
+	if req.Email == "" {
+		fields = append(fields, auth.FieldError{Field: "email", Message: "is required"})
+	}
+	if req.Password == "" {
+		fields = append(fields, auth.FieldError{Field: "password", Message: "is required"})
+	}
+	if len(fields) > 0 {
+		return &auth.ValidationError{Fields: fields}
+	}
+	g, err := s.auth.Login(r.Context(), auth.LoginInput{Email: req.Email, Password: req.Password}, s.client(r, transport))
+	if err != nil {
+		return err
+	}
+	s.writeGrant(w, http.StatusOK, g, transport)
+	return nil
+}
+
+type refreshRequest struct {
+	RefreshToken *string `json:"refresh_token"`
+}
+
+// presentedRefresh finds the refresh token of a refresh or logout request:
+// in the body (body mode) or in the cookie (cookie mode, which must pass the
+// CSRF check). ok is false when there is none.
+func (s *Server) presentedRefresh(r *http.Request) (raw string, transport gatehouse.Transport, ok bool, err error) {
+	var req refreshRequest
+	if _, err := readBody(r, &req, true); err != nil {
+		return "", "", false, err
+	}
+	if req.RefreshToken != nil {
+		return *req.RefreshToken, gatehouse.TransportBody, true, nil
+	}
+	c, err := r.Cookie(refreshCookie)
+	if err != nil || c.Value == "" {
+		return "", "", false, nil
+	}
+	if !checkCSRF(r, s.cfg.CSRFKey, c.Value) {
+		return "", "", false, errCSRF
+	}
+	return c.Value, gatehouse.TransportCookie, true, nil
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
+	raw, transport, ok, err := s.presentedRefresh(r)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return auth.ErrInvalidRefresh
+	}
+	g, err := s.auth.Refresh(r.Context(), raw, s.client(r, transport))
+	if err != nil {
+		if transport == gatehouse.TransportCookie && (errors.Is(err, auth.ErrInvalidRefresh) || errors.Is(err, auth.ErrRefreshReused)) {
+			// A dead cookie is useless to the browser; drop it.
+			clearSessionCookies(w)
+		}
+		return err
+	}
+	s.writeGrant(w, http.StatusOK, g, transport)
+	return nil
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
+	scope := r.URL.Query().Get("scope")
+	switch scope {
+	case "", auth.ScopeLocal, auth.ScopeOthers, auth.ScopeGlobal:
+	default:
+		return invalidField("scope", "must be local, others or global")
+	}
+	var userID, sid string
+	if _, present := bearerToken(r); present {
+		p, err := s.authenticate(r)
+		if err != nil {
+			return err
+		}
+		userID, sid = p.UserID, p.SessionID
+		// Drain and check any body the same way as other endpoints.
+		if _, err := readBody(r, &struct{}{}, true); err != nil {
+			return err
+		}
+	} else {
+		raw, _, ok, err := s.presentedRefresh(r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNoCredentials
+		}
+		sess, err := s.auth.SessionFromRefresh(r.Context(), raw)
+		if err != nil {
+			clearSessionCookies(w)
+			return err
+		}
+		userID, sid = sess.UserID, sess.ID
+	}
+	if err := s.auth.Logout(r.Context(), userID, sid, scope); err != nil {
+		return err
+	}
+	clearSessionCookies(w)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// authenticate verifies the Bearer token of a request.
+func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
+	if r.URL.Query().Has("access_token") {
+		// RFC 6750 allows tokens in URLs; we never accept them, and say so.
+		return auth.Principal{}, auth.ErrInvalidToken
+	}
+	tok, present := bearerToken(r)
+	if !present {
+		return auth.Principal{}, errNoCredentials
+	}
+	if tok == "" {
+		return auth.Principal{}, auth.ErrInvalidToken
+	}
+	return s.auth.Authenticate(r.Context(), tok)
+}
+
+func (s *Server) authenticateAdmin(r *http.Request) (auth.Principal, error) {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return p, err
+	}
+	return p, auth.RequireAdmin(p)
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	u, err := s.auth.Me(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": toUserJSON(u, false)})
+	return nil
+}
+
+func (s *Server) sessions(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	list, err := s.auth.Sessions(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": s.toSessionsJSON(list, p.SessionID, true)})
+	return nil
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := s.auth.EndOwnSession(r.Context(), p, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type passwordRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var req passwordRequest
+	if _, err := readBody(r, &req, false); err != nil {
+		return err
+	}
+	if err := s.auth.ChangePassword(r.Context(), p, req.CurrentPassword, req.NewPassword); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// userIDPattern matches the ids Gatehouse issues (UUIDs), so a malformed
+// pagination cursor is a 422 rather than an empty page.
+var userIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 200
+)
+
+func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authenticateAdmin(r); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit := defaultPageSize
+	var fields []auth.FieldError
+	if v := q.Get("limit"); q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			fields = append(fields, auth.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
+		}
+		limit = n
+	}
+	after := q.Get("after")
+	if q.Has("after") && !userIDPattern.MatchString(after) {
+		fields = append(fields, auth.FieldError{Field: "after", Message: "must be a user id"})
+	}
+	if len(fields) > 0 {
+		return &auth.ValidationError{Fields: fields}
+	}
+	// One extra row tells whether there is a next page.
+	users, err := s.auth.ListUsers(r.Context(), after, limit+1)
+	if err != nil {
+		return err
+	}
+	var next *string
+	if len(users) > limit {
+		users = users[:limit]
+		id := users[limit-1].ID
+		next = &id
+	}
+	out := make([]userJSON, len(users))
+	for i, u := range users {
+		out[i] = toUserJSON(u, true)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "next": next})
+	return nil
+}
+
+func (s *Server) adminUserSessions(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authenticateAdmin(r); err != nil {
+		return err
+	}
+	list, err := s.auth.UserSessions(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": s.toSessionsJSON(list, "", false)})
+	return nil
+}
+
+type updateUserRequest struct {
+	Role     *string `json:"role"`
+	Disabled *bool   `json:"disabled"`
+}
+
+func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authenticateAdmin(r); err != nil {
+		return err
+	}
+	var req updateUserRequest
+	if _, err := readBody(r, &req, false); err != nil {
+		return err
+	}
+	var role *gatehouse.Role
+	if req.Role != nil {
+		rl := gatehouse.Role(*req.Role)
+		role = &rl
+	}
+	u, err := s.auth.UpdateUser(r.Context(), r.PathValue("id"), role, req.Disabled)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": toUserJSON(u, true)})
+	return nil
+}
+
+func (s *Server) adminDeleteSession(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authenticateAdmin(r); err != nil {
+		return err
+	}
+	if err := s.auth.AdminEndSession(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) adminLogoutUser(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authenticateAdmin(r); err != nil {
+		return err
+	}
+	if _, err := readBody(r, &struct{}{}, true); err != nil {
+		return err
+	}
+	if err := s.auth.AdminLogoutUser(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) jwksHandler(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.jwks(time.Now())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(body)
+	return nil
+}
+
+func (s *Server) openIDConfig(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":   s.cfg.Issuer,
+		"jwks_uri": s.cfg.Issuer + "/.well-known/jwks.json",
+		"id_token_signing_alg_values_supported": []string{"EdDSA", "ES256", "HS256"},
+	})
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		writeProblem(w, problem{
+			Type: "https://gatehouse.dev/problems/unavailable", Title: titles["unavailable"],
+			Status: http.StatusServiceUnavailable, Code: "unavailable", Detail: "Not ready: " + err.Error(),
+		})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}

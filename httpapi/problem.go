@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/auth"
+)
+
+// problem is an RFC 9457 problem details body with Gatehouse's stable code.
+type problem struct {
+	Type   string            `json:"type"`
+	Title  string            `json:"title"`
+	Status int               `json:"status"`
+	Detail string            `json:"detail"`
+	Code   string            `json:"code"`
+	Errors []auth.FieldError `json:"errors,omitempty"`
+}
+
+// requestError is an error found by the HTTP layer itself (bad framing,
+// content type, method), already carrying its status and code.
+type requestError struct {
+	status int
+	code   string
+	detail string
+}
+
+func (e *requestError) Error() string { return e.detail }
+
+func badRequest(detail string) error {
+	return &requestError{status: http.StatusBadRequest, code: "bad_request", detail: detail}
+}
+
+var (
+	errCSRF          = &requestError{http.StatusForbidden, "csrf_failed", "The request failed the cross-site request forgery checks."}
+	errNoCredentials = errors.New("no credentials")
+)
+
+var titles = map[string]string{
+	"validation_failed":      "Validation failed",
+	"weak_password":          "Password too common",
+	"email_taken":            "Email already registered",
+	"invalid_credentials":    "Invalid credentials",
+	"invalid_token":          "Invalid access token",
+	"invalid_refresh_token":  "Invalid refresh token",
+	"refresh_token_reused":   "Refresh token reused",
+	"csrf_failed":            "Cross-site request refused",
+	"forbidden":              "Forbidden",
+	"not_found":              "Not found",
+	"method_not_allowed":     "Method not allowed",
+	"payload_too_large":      "Payload too large",
+	"unsupported_media_type": "Unsupported media type",
+	"bad_request":            "Bad request",
+	"rate_limited":           "Too many requests",
+	"unavailable":            "Service unavailable",
+	"internal":               "Internal server error",
+}
+
+// writeError is the one place where errors become HTTP responses. Details
+// are fixed sentences: no driver messages, stack traces or echoed input.
+func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	p := problem{}
+	var (
+		reqErr   *requestError
+		valErr   *auth.ValidationError
+		limitErr *auth.RateLimitError
+	)
+	switch {
+	case errors.As(err, &reqErr):
+		p.Status, p.Code, p.Detail = reqErr.status, reqErr.code, reqErr.detail
+	case errors.As(err, &valErr):
+		p.Status, p.Code, p.Detail = http.StatusUnprocessableEntity, "validation_failed", "One or more fields are invalid."
+		p.Errors = valErr.Fields
+	case errors.Is(err, auth.ErrWeakPassword):
+		p.Status, p.Code, p.Detail = http.StatusUnprocessableEntity, "weak_password", "This password is too common; choose another."
+		p.Errors = []auth.FieldError{{Field: "password", Message: "is too common"}}
+	case errors.Is(err, gatehouse.ErrEmailTaken):
+		p.Status, p.Code, p.Detail = http.StatusConflict, "email_taken", "An account with this email already exists."
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_credentials", "The email or password is incorrect."
+	case errors.Is(err, errNoCredentials):
+		w.Header().Set("WWW-Authenticate", `Bearer`)
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_token", "This endpoint needs a Bearer access token."
+	case errors.Is(err, auth.ErrInvalidToken):
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked."
+	case errors.Is(err, auth.ErrInvalidRefresh):
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_refresh_token", "The refresh token is invalid or expired."
+	case errors.Is(err, auth.ErrRefreshReused):
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "refresh_token_reused", "This refresh token was already used; the session has been ended."
+	case errors.Is(err, auth.ErrForbidden):
+		p.Status, p.Code, p.Detail = http.StatusForbidden, "forbidden", "You do not have access to this resource."
+	case errors.Is(err, gatehouse.ErrNotFound):
+		p.Status, p.Code, p.Detail = http.StatusNotFound, "not_found", "No such resource."
+	case errors.As(err, &limitErr):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(limitErr.RetryAfter.Seconds())))))
+		p.Status, p.Code, p.Detail = http.StatusTooManyRequests, "rate_limited", "Too many attempts; try again later."
+	case errors.Is(err, auth.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, "unavailable", "The server is busy; try again shortly."
+	case errors.Is(err, gatehouse.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		w.Header().Set("Retry-After", "1")
+		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, "unavailable", "A dependency of the server is unavailable; try again shortly."
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		p.Status, p.Code, p.Detail = 499, "bad_request", "The request was canceled."
+	default:
+		logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		p.Status, p.Code, p.Detail = http.StatusInternalServerError, "internal", "The server failed to handle the request."
+	}
+	p.Type = "https://gatehouse.dev/problems/" + p.Code
+	p.Title = titles[p.Code]
+	writeProblem(w, p)
+}
+
+func writeProblem(w http.ResponseWriter, p problem) {
+	body, _ := json.Marshal(p)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(body)
+}
+
+// writeJSON writes a successful JSON response.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only our own response types reach here; they always marshal.
+		http.Error(w, `{"code":"internal"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/strictjson"
+)
+
+// maxBody is the largest request body accepted (API.md: 64 KiB).
+const maxBody = 64 << 10
+
+var (
+	errUnsupportedMedia = &requestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "The request body must be application/json."}
+	errTooLarge         = &requestError{http.StatusRequestEntityTooLarge, "payload_too_large", "The request body is larger than 64 KiB."}
+)
+
+// readBody reads a JSON request body into v. When optional is true, a
+// request without a body (or with an empty one) leaves v untouched and
+// returns false; otherwise a missing body is a 400.
+func readBody(r *http.Request, v any, optional bool) (bool, error) {
+	if r.ContentLength > maxBody {
+		return false, errTooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return false, badRequest("The request body could not be read.")
+	}
+	if len(data) > maxBody {
+		return false, errTooLarge
+	}
+	if len(data) == 0 {
+		if optional {
+			return false, nil
+		}
+		if !isJSON(r) {
+			return false, errUnsupportedMedia
+		}
+		return false, badRequest("A JSON object body is required.")
+	}
+	if !isJSON(r) {
+		return false, errUnsupportedMedia
+	}
+	if err := strictjson.Decode(data, v); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.WrongType && se.Field != "" {
+			return false, invalidField(se.Field, "has the wrong type")
+		}
+		detail := "The request body is not acceptable JSON."
+		if errors.As(err, &se) && se.Reason != "" {
+			detail = "The request body is not acceptable JSON: " + se.Reason
+		}
+		return false, badRequest(detail)
+	}
+	return true, nil
+}
+
+func isJSON(r *http.Request) bool {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer" header.
+// present is false when there is no Authorization header at all, which
+// RFC 6750 answers without an error attribute.
+func bearerToken(r *http.Request) (tok string, present bool) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return "", false
+	}
+	if len(h) > 1 {
+		return "", true
+	}
+	scheme, tok, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", true
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", true
+	}
+	return tok, true
+}
+
+// clientIP is the address of the client: the peer, or, when the peer is a
+// trusted proxy, the nearest untrusted address of X-Forwarded-For.
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	if !isTrusted(peer, trusted) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		addr, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed hop: trust nothing beyond it
+		}
+		client = addr.Unmap()
+		if !isTrusted(client, trusted) {
+			break
+		}
+	}
+	return client.String()
+}
+
+func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

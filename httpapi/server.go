@@ -1,0 +1,132 @@
+// Package httpapi is Gatehouse's HTTP face: routes, strict request
+// decoding, problem+json errors, cookies, CSRF, CORS and the middleware
+// around them. Business rules live in package auth.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/metrics"
+)
+
+// Config is the HTTP layer's configuration.
+type Config struct {
+	Issuer         string
+	AllowedOrigins []string
+	TrustedProxies []netip.Prefix
+	CSRFKey        []byte
+}
+
+// Deps are the collaborators of the HTTP layer.
+type Deps struct {
+	Auth    *auth.Service
+	JWKS    func(now time.Time) ([]byte, error)
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Ready reports whether the database and Redis answer.
+	Ready func(ctx context.Context) error
+	// Account serves the account page, if any.
+	Account http.Handler
+}
+
+// Server routes requests to handlers.
+type Server struct {
+	cfg     Config
+	auth    *auth.Service
+	jwks    func(now time.Time) ([]byte, error)
+	metrics *metrics.Metrics
+	logger  *slog.Logger
+	ready   func(ctx context.Context) error
+	mux     *http.ServeMux
+}
+
+// handlerFunc is a handler that returns its error for writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// New builds the server and its routes.
+func New(cfg Config, deps Deps) *Server {
+	s := &Server{
+		cfg: cfg, auth: deps.Auth, jwks: deps.JWKS, metrics: deps.Metrics,
+		logger: deps.Logger, ready: deps.Ready, mux: http.NewServeMux(),
+	}
+	s.route("/auth/signup", map[string]handlerFunc{http.MethodPost: s.signup})
+	s.route("/auth/login", map[string]handlerFunc{http.MethodPost: s.login})
+	s.route("/auth/refresh", map[string]handlerFunc{http.MethodPost: s.refresh})
+	s.route("/auth/logout", map[string]handlerFunc{http.MethodPost: s.logout})
+	s.route("/auth/me", map[string]handlerFunc{http.MethodGet: s.me})
+	s.route("/auth/sessions", map[string]handlerFunc{http.MethodGet: s.sessions})
+	s.route("/auth/sessions/{id}", map[string]handlerFunc{http.MethodDelete: s.deleteSession})
+	s.route("/auth/password", map[string]handlerFunc{http.MethodPost: s.changePassword})
+	s.route("/admin/users", map[string]handlerFunc{http.MethodGet: s.adminListUsers})
+	s.route("/admin/users/{id}", map[string]handlerFunc{http.MethodPatch: s.adminUpdateUser})
+	s.route("/admin/users/{id}/sessions", map[string]handlerFunc{http.MethodGet: s.adminUserSessions})
+	s.route("/admin/users/{id}/logout", map[string]handlerFunc{http.MethodPost: s.adminLogoutUser})
+	s.route("/admin/sessions/{id}", map[string]handlerFunc{http.MethodDelete: s.adminDeleteSession})
+	s.route("/.well-known/jwks.json", map[string]handlerFunc{http.MethodGet: s.jwksHandler})
+	s.route("/.well-known/openid-configuration", map[string]handlerFunc{http.MethodGet: s.openIDConfig})
+	s.route("/healthz", map[string]handlerFunc{http.MethodGet: s.healthz})
+	s.route("/readyz", map[string]handlerFunc{http.MethodGet: s.readyz})
+	s.route("/metrics", map[string]handlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) error {
+		s.metrics.Handler().ServeHTTP(w, r)
+		return nil
+	}})
+	if deps.Account != nil {
+		s.mux.Handle("/account", s.observe("/account", methodsOnly(deps.Account, s)))
+		s.mux.Handle("/account/", s.observe("/account/", methodsOnly(deps.Account, s)))
+	}
+	s.mux.Handle("/", s.observe("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.logger, &requestError{http.StatusNotFound, "not_found", "No such endpoint."})
+	})))
+	return s
+}
+
+// Handler returns the whole HTTP handler with its middleware.
+func (s *Server) Handler() http.Handler {
+	return securityHeaders(s.crossOrigin(s.mux))
+}
+
+// route registers a path with one handler per method; other methods get a
+// problem+json 405 with an Allow header (the mux's own 405 is plain text).
+func (s *Server) route(pattern string, byMethod map[string]handlerFunc) {
+	allow := make([]string, 0, len(byMethod)+1)
+	for m := range byMethod {
+		allow = append(allow, m)
+	}
+	allow = append(allow, http.MethodOptions)
+	sort.Strings(allow)
+	allowHeader := strings.Join(allow, ", ")
+	s.mux.Handle(pattern, s.observe(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := byMethod[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allowHeader)
+			if r.Method == http.MethodOptions {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			writeError(w, r, s.logger, &requestError{http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed on this endpoint."})
+			return
+		}
+		if err := h(w, r); err != nil {
+			writeError(w, r, s.logger, err)
+		}
+	})))
+}
+
+// methodsOnly lets GET and HEAD through to a static handler.
+func methodsOnly(h http.Handler, s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, r, s.logger, &requestError{http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed on this endpoint."})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

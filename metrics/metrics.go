@@ -1,0 +1,98 @@
+// Package metrics defines Gatehouse's Prometheus metrics on a registry of
+// its own (no global default registry), and implements auth.Observer.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	registry    *prometheus.Registry
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	logins      *prometheus.CounterVec
+	refreshes   *prometheus.CounterVec
+	reuse       prometheus.Counter
+	revocations *prometheus.CounterVec
+}
+
+// HashStats reports the password hasher's queue (password.Hasher.Stats).
+type HashStats func() (running, waiting int)
+
+// New registers the collectors.
+func New(hash HashStats) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_http_requests_total", Help: "HTTP requests by route and status.",
+		}, []string{"route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gatehouse_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_logins_total", Help: "Login attempts by result.",
+		}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_refreshes_total", Help: "Refresh attempts by result.",
+		}, []string{"result"}),
+		reuse: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_refresh_reuse_detections_total", Help: "Refresh-token reuse detections (sessions revoked as stolen).",
+		}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_revocations_total", Help: "Revocations by reason (sessions, or user-wide cutoffs).",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.logins, m.refreshes, m.reuse, m.revocations,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if hash != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "gatehouse_password_hashes_running", Help: "Password hashes being computed.",
+			}, func() float64 { r, _ := hash(); return float64(r) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "gatehouse_password_hash_queue", Help: "Password hashes waiting for a slot.",
+			}, func() float64 { _, w := hash(); return float64(w) }),
+		)
+	}
+	return m
+}
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Request records one HTTP request.
+func (m *Metrics) Request(route string, status int, elapsed time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+}
+
+// Login implements auth.Observer.
+func (m *Metrics) Login(result string) { m.logins.WithLabelValues(result).Inc() }
+
+// Refresh implements auth.Observer.
+func (m *Metrics) Refresh(result string) {
+	m.refreshes.WithLabelValues(result).Inc()
+	if result == "reused" {
+		m.reuse.Inc()
+	}
+}
+
+// Revoked implements auth.Observer.
+func (m *Metrics) Revoked(reason string, sessions int) {
+	n := sessions
+	if n == 0 {
+		n = 1
+	}
+	m.revocations.WithLabelValues(reason).Add(float64(n))
+}
