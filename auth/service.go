@@ -80,15 +80,15 @@ type Config struct {
 
 // Deps are the collaborators of the service, wired in main.
 type Deps struct {
-	Store    gatehouse.Store
-	Signer   Signer
-	Refresh  *token.RefreshCodec
-	Hasher   Hasher
-	Revoker  Revoker
-	Limiter  ratelimit.Limiter
-	Observer Observer
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Store        gatehouse.Store
+	Signer       Signer
+	RefreshCodec *token.RefreshCodec
+	Hasher       Hasher
+	Revoker      Revoker
+	Limiter      ratelimit.Limiter
+	Observer     Observer
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Service implements every Gatehouse operation.
@@ -325,7 +325,7 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 		ExpiresIn:        exp.Sub(now).Round(time.Second),
 		Session:          sess,
 		User:             u,
-		RefreshToken:     s.Refresh.Encode(sess.ID, sess.Gen),
+		RefreshToken:     s.RefreshCodec.Encode(sess.ID, sess.Gen),
 		RefreshExpiresAt: s.SessionExpiry(sess),
 	}, nil
 }
@@ -338,7 +338,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, c Client) (Grant, err
 		s.Observer.Refresh("rate_limited")
 		return Grant{}, err
 	}
-	sid, gen, err := s.Refresh.Decode(raw)
+	sid, gen, err := s.RefreshCodec.Decode(raw)
 	if err != nil {
 		s.Observer.Refresh("invalid")
 		return Grant{}, ErrInvalidRefresh
@@ -417,7 +417,7 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 // session. Only the current token, or its predecessor within the grace
 // window, identifies the session; anything else revokes nothing.
 func (s *Service) SessionFromRefresh(ctx context.Context, raw string) (gatehouse.Session, error) {
-	sid, gen, err := s.Refresh.Decode(raw)
+	sid, gen, err := s.RefreshCodec.Decode(raw)
 	if err != nil {
 		return gatehouse.Session{}, ErrInvalidRefresh
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"strings"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/gatehouse/gatehouse/masterkey"
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/gatehouse/gatehouse/ratelimit"
-	"github.com/gatehouse/gatehouse/revoke"
 	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/store/sqlite"
 	"github.com/gatehouse/gatehouse/token"
@@ -170,5 +168,3 @@ func limiterFor(mem *ratelimit.Memory, red *ratelimit.Redis) ratelimit.Limiter {
 	return mem
 }
 
-var _ = revoke.ErrRevoked
-var _ = slog.LevelInfo

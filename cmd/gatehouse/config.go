@@ -40,11 +40,11 @@ type config struct {
 	ShutdownGrace  time.Duration
 
 	// Parsed forms.
-	origins    []string
-	proxies    []netip.Prefix
-	loginRate  ratelimit.Rate
+	origins     []string
+	proxies     []netip.Prefix
+	loginRate   ratelimit.Rate
 	refreshRate ratelimit.Rate
-	signupRate ratelimit.Rate
+	signupRate  ratelimit.Rate
 }
 
 // newFlagSet declares the flags of a subcommand. Only the names in use are
@@ -53,29 +53,57 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	all := map[string]func(){
-		"addr":               func() { fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address") },
-		"database":           func() { fs.StringVar(&c.Database, "database", "sqlite:gatehouse.db", "sqlite:PATH, sqlite::memory: or a postgres:// URL") },
-		"redis":              func() { fs.StringVar(&c.Redis, "redis", "", "redis:// URL; empty keeps revocation and rate-limit state in process") },
-		"issuer":             func() { fs.StringVar(&c.Issuer, "issuer", "", "token issuer (default http://ADDR)") },
-		"audience":           func() { fs.StringVar(&c.Audience, "audience", "gatehouse", "token audience") },
-		"access-ttl":         func() { fs.DurationVar(&c.AccessTTL, "access-ttl", 10*time.Minute, "access-token lifetime") },
-		"refresh-idle-ttl":   func() { fs.DurationVar(&c.RefreshIdleTTL, "refresh-idle-ttl", 14*24*time.Hour, "session ends when its refresh token is unused this long") },
-		"session-max-age":    func() { fs.DurationVar(&c.SessionMaxAge, "session-max-age", 30*24*time.Hour, "absolute session lifetime") },
-		"reuse-grace":        func() { fs.DurationVar(&c.ReuseGrace, "reuse-grace", 10*time.Second, "window in which the just-rotated refresh token still returns its successor") },
-		"signing-alg":        func() { fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "EdDSA, ES256 or HS256") },
-		"allowed-origins":    func() { fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed for CORS and state-changing requests") },
-		"trusted-proxies":    func() { fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-For is believed") },
-		"rate-limit-login":   func() { fs.StringVar(&c.RateLogin, "rate-limit-login", "10/1m", "logins per client IP, and failures per account (N/DURATION or off)") },
-		"rate-limit-refresh": func() { fs.StringVar(&c.RateRefresh, "rate-limit-refresh", "120/1m", "refreshes per client IP (N/DURATION or off)") },
-		"rate-limit-signup":  func() { fs.StringVar(&c.RateSignup, "rate-limit-signup", "10/1h", "sign-ups per client IP (N/DURATION or off)") },
-		"log-level":          func() { fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error") },
-		"master-key":         func() { fs.StringVar(&c.MasterKey, "master-key", "", "base64 master secret (at least 32 bytes)") },
-		"master-key-file":    func() { fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "file holding the base64 master secret") },
-		"fail-open":          func() { fs.BoolVar(&c.FailOpen, "fail-open", false, "serve protected endpoints even when revocation state cannot be checked") },
-		"no-migrate":         func() { fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply database migrations on start") },
-		"hash-workers":       func() { fs.IntVar(&c.HashWorkers, "hash-workers", 0, "password hashes computed at once (default: number of CPUs)") },
-		"hash-queue":         func() { fs.IntVar(&c.HashQueue, "hash-queue", 64, "password hashes allowed to wait; beyond that logins get 503") },
-		"shutdown-grace":     func() { fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "time given to requests in flight on shutdown") },
+		"addr": func() { fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address") },
+		"database": func() {
+			fs.StringVar(&c.Database, "database", "sqlite:gatehouse.db", "sqlite:PATH, sqlite::memory: or a postgres:// URL")
+		},
+		"redis": func() {
+			fs.StringVar(&c.Redis, "redis", "", "redis:// URL; empty keeps revocation and rate-limit state in process")
+		},
+		"issuer":     func() { fs.StringVar(&c.Issuer, "issuer", "", "token issuer (default http://ADDR)") },
+		"audience":   func() { fs.StringVar(&c.Audience, "audience", "gatehouse", "token audience") },
+		"access-ttl": func() { fs.DurationVar(&c.AccessTTL, "access-ttl", 10*time.Minute, "access-token lifetime") },
+		"refresh-idle-ttl": func() {
+			fs.DurationVar(&c.RefreshIdleTTL, "refresh-idle-ttl", 14*24*time.Hour, "session ends when its refresh token is unused this long")
+		},
+		"session-max-age": func() {
+			fs.DurationVar(&c.SessionMaxAge, "session-max-age", 30*24*time.Hour, "absolute session lifetime")
+		},
+		"reuse-grace": func() {
+			fs.DurationVar(&c.ReuseGrace, "reuse-grace", 10*time.Second, "window in which the just-rotated refresh token still returns its successor")
+		},
+		"signing-alg": func() { fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "EdDSA, ES256 or HS256") },
+		"allowed-origins": func() {
+			fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed for CORS and state-changing requests")
+		},
+		"trusted-proxies": func() {
+			fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-For is believed")
+		},
+		"rate-limit-login": func() {
+			fs.StringVar(&c.RateLogin, "rate-limit-login", "10/1m", "logins per client IP, and failures per account (N/DURATION or off)")
+		},
+		"rate-limit-refresh": func() {
+			fs.StringVar(&c.RateRefresh, "rate-limit-refresh", "120/1m", "refreshes per client IP (N/DURATION or off)")
+		},
+		"rate-limit-signup": func() {
+			fs.StringVar(&c.RateSignup, "rate-limit-signup", "10/1h", "sign-ups per client IP (N/DURATION or off)")
+		},
+		"log-level":       func() { fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error") },
+		"master-key":      func() { fs.StringVar(&c.MasterKey, "master-key", "", "base64 master secret (at least 32 bytes)") },
+		"master-key-file": func() { fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "file holding the base64 master secret") },
+		"fail-open": func() {
+			fs.BoolVar(&c.FailOpen, "fail-open", false, "serve protected endpoints even when revocation state cannot be checked")
+		},
+		"no-migrate": func() { fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply database migrations on start") },
+		"hash-workers": func() {
+			fs.IntVar(&c.HashWorkers, "hash-workers", 0, "password hashes computed at once (default: number of CPUs)")
+		},
+		"hash-queue": func() {
+			fs.IntVar(&c.HashQueue, "hash-queue", 64, "password hashes allowed to wait; beyond that logins get 503")
+		},
+		"shutdown-grace": func() {
+			fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "time given to requests in flight on shutdown")
+		},
 	}
 	for _, n := range names {
 		all[n]()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse/gatehouse/account"
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/httpapi"
 	"github.com/gatehouse/gatehouse/masterkey"
@@ -116,7 +117,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ReuseGrace: c.ReuseGrace, Leeway: accessLeeway,
 		LoginRate: c.loginRate, RefreshRate: c.refreshRate, SignupRate: c.signupRate,
 	}, auth.Deps{
-		Store: b.store, Signer: keys, Refresh: refresh, Hasher: hasher, Revoker: revoker,
+		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
 	})
 	ready := func(ctx context.Context) error {
@@ -140,7 +141,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CSRFKey: masterkey.Derive(b.master, masterkey.PurposeCSRF),
 	}, httpapi.Deps{
 		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
-		Account: accountHandler(),
+		Account: account.Handler(),
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -175,6 +176,3 @@ func dbKind(b *backend) string {
 	}
 	return "sqlite"
 }
-
-// accountHandler serves the account page; none until it is built.
-func accountHandler() http.Handler { return nil }

@@ -1,0 +1,128 @@
+// Package account serves Gatehouse's self-service account page: a static
+// HTML/CSS/JS bundle embedded into the binary. The JavaScript is built from
+// clients/web (npm run build) and committed under static/, so `go build`
+// never needs Node.
+package account
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+)
+
+//go:embed static
+var staticFS embed.FS
+
+// CSP is the Content-Security-Policy sent with every response of the page.
+// No inline script or style is used anywhere, so nothing needs 'unsafe-inline'.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+	"img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+type asset struct {
+	body        []byte
+	contentType string
+	etag        string
+}
+
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+	".png":  "image/png",
+	".ico":  "image/x-icon",
+	".map":  "application/json; charset=utf-8",
+}
+
+type handler struct {
+	assets map[string]asset // keyed by name relative to static/, e.g. "app.js"
+}
+
+// Handler returns the handler for the account page. Mount it at both
+// "/account" and "/account/"; it also works behind http.StripPrefix("/account", ...).
+// "/account" and "/account/" serve index.html; "/account/<file>" serves the
+// embedded asset. Only GET and HEAD are allowed.
+func Handler() http.Handler {
+	h := &handler{assets: map[string]asset{}}
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err)
+	}
+	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		ct, ok := contentTypes[path.Ext(p)]
+		if !ok {
+			return nil // never serve files of unknown type
+		}
+		b, err := fs.ReadFile(sub, p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		h.assets[p] = asset{body: b, contentType: ct, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", CSP)
+	name := strings.TrimPrefix(r.URL.Path, "/account")
+	name = strings.TrimPrefix(name, "/")
+	if name == "" {
+		name = "index.html"
+	}
+	a, ok := h.assets[name]
+	if !ok || strings.Contains(name, "..") {
+		problem(w, http.StatusNotFound, "Not Found", "not_found")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		problem(w, http.StatusMethodNotAllowed, "Method Not Allowed", "method_not_allowed")
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", a.contentType)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// Asset names are not content-hashed, so everything is revalidated (cheaply, via ETag).
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("ETag", a.etag)
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, a.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(a.body)
+	}
+}
+
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func problem(w http.ResponseWriter, status int, title, code string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(`{"type":"about:blank","title":"` + title + `","status":` +
+		strconv.Itoa(status) + `,"detail":"` + title + `","code":"` + code + `"}`))
+}
