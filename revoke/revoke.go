@@ -1,0 +1,503 @@
+// Package revoke holds the revocation state every authenticated request is
+// checked against: revoked sessions and per-user "revoked before" instants.
+//
+// The store's revocation log is the source of truth. Each instance loads the
+// live part at start, learns new entries from a Bus (Redis pub/sub) within
+// milliseconds, and re-reads the log on a short poll and after every bus
+// (re)subscription, so an entry missed on the bus (Redis down, a message
+// lost in a reconnect) arrives anyway and nothing revoked comes back after a
+// restart of the server or of Redis. Check does no I/O: it reads in-memory
+// sets behind sharded read-write locks.
+//
+// When the log cannot be read for longer than Config.StaleAfter the instance
+// can no longer vouch for its state, and Check fails closed with
+// gatehouse.ErrUnavailable (unless Config.FailOpen).
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+// Log is the part of gatehouse.Store that revocation reads.
+type Log interface {
+	RevocationsSince(ctx context.Context, since, now time.Time) ([]gatehouse.Revocation, error)
+	PruneRevocations(ctx context.Context, now time.Time) error
+}
+
+// Bus carries revocations between instances as they happen. It is a fast
+// path only: an entry lost on the bus still arrives through the log.
+type Bus interface {
+	// Publish sends r to every subscribed instance.
+	Publish(ctx context.Context, r gatehouse.Revocation) error
+	// Subscribe delivers entries until ctx ends; onSubscribed is called after
+	// every (re)subscription so the caller resyncs from the log.
+	Subscribe(ctx context.Context, deliver func(gatehouse.Revocation), onSubscribed func()) error
+	// Ping checks that the bus answers.
+	Ping(ctx context.Context) error
+}
+
+// subscriptionReporter is implemented by buses that know whether their
+// subscription is currently live (RedisBus does). For other buses the
+// Revoker assumes it is live from onSubscribed until Subscribe returns.
+type subscriptionReporter interface {
+	Subscribed() bool
+}
+
+// ErrRevoked means the token's session, or every token of its user issued
+// before some instant, was revoked.
+var ErrRevoked = errors.New("token revoked")
+
+// Config tunes a Revoker. Zero values take the defaults.
+type Config struct {
+	// Window is how far back (by At) to load at start: the access-token
+	// lifetime plus leeway. Zero loads every entry that has not expired,
+	// which is always correct, only possibly more.
+	Window time.Duration
+	// PollInterval is how often the log is re-read. Default 1s.
+	PollInterval time.Duration
+	// StaleAfter: when the log has not been read successfully for longer,
+	// Check answers gatehouse.ErrUnavailable and Ready fails. Default 5s.
+	StaleAfter time.Duration
+	// FailOpen lets Check pass tokens on stale state instead of failing.
+	FailOpen bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults and fixed intervals.
+const (
+	defaultPollInterval = time.Second
+	defaultStaleAfter   = 5 * time.Second
+	// pollOverlap is how far before the last successful poll the next one
+	// reads, so that an entry whose At was stamped a little before it became
+	// visible (commit latency, clocks of instances a little apart) is still
+	// seen. Entries are applied idempotently, so re-reading costs nothing.
+	pollOverlap = 5 * time.Second
+	pruneEvery  = time.Minute
+	pingTimeout = time.Second
+	// publishTimeout bounds the bus publishes of one Record call.
+	publishTimeout = time.Second
+	// Bounds for retrying a Subscribe that returned before ctx ended.
+	minResubscribeDelay = 50 * time.Millisecond
+	maxResubscribeDelay = 5 * time.Second
+	shardCount          = 64
+)
+
+// Revoker is one instance's revocation state. Its methods are safe for
+// concurrent use.
+type Revoker struct {
+	log    Log
+	bus    Bus
+	cfg    Config
+	logger *slog.Logger
+	seed   maphash.Seed
+
+	sessions [shardCount]sessionShard
+	users    [shardCount]userShard
+
+	// lastPoll is the Unix-nanosecond time at which the last successful read
+	// of the log started (0: never). Entries stamped after it may be unseen.
+	lastPoll atomic.Int64
+	// pollMu serialises polls so lastPoll only moves forward.
+	pollMu sync.Mutex
+	// pollFailing and lastPollErr drive once-per-transition logging and
+	// Ready's message.
+	pollFailing atomic.Bool
+	lastPollErr atomic.Pointer[error]
+	// subscribed is the fallback subscription state for buses that do not
+	// report their own.
+	subscribed atomic.Bool
+	// resync asks the poll loop for an immediate read (after a subscription).
+	resync chan struct{}
+
+	// pruneInterval is pruneEvery; a field so tests can shorten it.
+	pruneInterval time.Duration
+
+	started atomic.Bool
+	wg      sync.WaitGroup
+}
+
+type sessionShard struct {
+	mu      sync.RWMutex
+	expires map[string]time.Time // session id → when the entry stops mattering
+}
+
+type userShard struct {
+	mu     sync.RWMutex
+	before map[string]userEntry
+}
+
+// userEntry keeps the latest instant and the latest expiry of a user's
+// entries: tokens issued before the latest instant are rejected, and that
+// covers every earlier entry too.
+type userEntry struct {
+	at      time.Time
+	expires time.Time
+}
+
+// New returns a Revoker over log; bus nil keeps revocations in process (a
+// single instance, or instances that learn only through the poll). logger
+// nil discards.
+func New(log Log, bus Bus, cfg Config, logger *slog.Logger) *Revoker {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = defaultPollInterval
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = defaultStaleAfter
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Revoker{
+		log:    log,
+		bus:    bus,
+		cfg:    cfg,
+		logger: logger,
+		seed:   maphash.MakeSeed(),
+		resync: make(chan struct{}, 1),
+
+		pruneInterval: pruneEvery,
+	}
+	for i := range shardCount {
+		r.sessions[i].expires = make(map[string]time.Time)
+		r.users[i].before = make(map[string]userEntry)
+	}
+	return r
+}
+
+// Start loads the live part of the log, failing when it cannot (an instance
+// that cannot vouch for revocations must not serve). It then polls, prunes
+// and subscribes in the background until ctx ends; Wait waits for that.
+func (r *Revoker) Start(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("revoke: Start called twice")
+	}
+	now := r.cfg.Now()
+	since := time.Unix(0, 0).UTC() // every live entry: the log bounds them by ExpiresAt
+	if r.cfg.Window > 0 {
+		since = now.Add(-r.cfg.Window)
+	}
+	revs, err := r.log.RevocationsSince(ctx, since, now)
+	if err != nil {
+		r.started.Store(false)
+		return fmt.Errorf("revoke: initial load of the revocation log: %w", err)
+	}
+	r.apply(now, revs)
+	r.lastPoll.Store(now.UnixNano())
+	r.logger.Debug("revocations loaded", "entries", len(revs))
+
+	r.wg.Add(2)
+	go r.pollLoop(ctx)
+	go r.pruneLoop(ctx)
+	if r.bus != nil {
+		r.wg.Add(1)
+		go r.subscribeLoop(ctx)
+	}
+	return nil
+}
+
+// Wait blocks until the background goroutines have returned after the
+// context given to Start ended.
+func (r *Revoker) Wait() { r.wg.Wait() }
+
+// Record applies revs locally at once, then publishes each on the bus. The
+// caller has already written them to the store, so a bus failure is logged,
+// not returned: other instances get the entries from their next poll.
+func (r *Revoker) Record(ctx context.Context, revs ...gatehouse.Revocation) {
+	r.apply(r.cfg.Now(), revs)
+	if r.bus == nil {
+		return
+	}
+	// Bounded: a caller (a logout) must not hang on a dead Redis, and past
+	// this the poll delivers about as soon anyway.
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	for i, rev := range revs {
+		if err := r.bus.Publish(ctx, rev); err != nil {
+			// Stop at the first failure: with Redis down every publish would
+			// wait for its own timeout, holding up the caller for nothing.
+			r.logger.Warn("revocation not published; other instances will read it from the log",
+				"error", err, "unpublished", len(revs)-i)
+			return
+		}
+	}
+}
+
+// Check reports whether an access token of session sessionID and user
+// userID, issued at issuedAt, may be used: nil, ErrRevoked, or (when the
+// state is stale and not FailOpen) an error wrapping gatehouse.ErrUnavailable.
+// Known revocations are reported even on stale state: exactness first.
+func (r *Revoker) Check(sessionID, userID string, issuedAt time.Time) error {
+	s := &r.sessions[maphash.String(r.seed, sessionID)%shardCount]
+	s.mu.RLock()
+	_, revoked := s.expires[sessionID]
+	s.mu.RUnlock()
+	if revoked {
+		return ErrRevoked
+	}
+	u := &r.users[maphash.String(r.seed, userID)%shardCount]
+	u.mu.RLock()
+	e, ok := u.before[userID]
+	u.mu.RUnlock()
+	if ok && issuedAt.Before(e.at) {
+		return ErrRevoked
+	}
+	if r.cfg.FailOpen {
+		return nil
+	}
+	if age, stale := r.staleness(); stale {
+		return fmt.Errorf("revocation state not refreshed for %s: %w", age.Round(time.Millisecond), gatehouse.ErrUnavailable)
+	}
+	return nil
+}
+
+// Ready reports whether this instance can vouch for its revocation state:
+// the log was read within StaleAfter and, with a bus, it is subscribed and
+// answers a ping. The error names the failing dependency first ("database:"
+// or "redis:") and wraps gatehouse.ErrUnavailable.
+func (r *Revoker) Ready() error {
+	if age, stale := r.staleness(); stale {
+		cause := "never read"
+		if r.lastPoll.Load() != 0 {
+			cause = "not read for " + age.Round(time.Millisecond).String()
+		}
+		if p := r.lastPollErr.Load(); p != nil {
+			cause += ": " + (*p).Error()
+		}
+		return fmt.Errorf("database: revocation log %s: %w", cause, gatehouse.ErrUnavailable)
+	}
+	if r.bus == nil {
+		return nil
+	}
+	if !r.busSubscribed() {
+		return fmt.Errorf("redis: revocation channel not subscribed: %w", gatehouse.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	if err := r.bus.Ping(ctx); err != nil {
+		return fmt.Errorf("redis: %w: %w", err, gatehouse.ErrUnavailable)
+	}
+	return nil
+}
+
+// staleness returns how old the state is and whether that is past StaleAfter.
+func (r *Revoker) staleness() (time.Duration, bool) {
+	last := r.lastPoll.Load()
+	if last == 0 {
+		return 0, true // never loaded: nothing to vouch for
+	}
+	age := time.Duration(r.cfg.Now().UnixNano() - last)
+	return age, age > r.cfg.StaleAfter
+}
+
+func (r *Revoker) busSubscribed() bool {
+	if rep, ok := r.bus.(subscriptionReporter); ok {
+		return rep.Subscribed()
+	}
+	return r.subscribed.Load()
+}
+
+// apply merges entries into the sets. It is idempotent and order-free (a
+// session entry keeps the latest expiry, a user entry the latest instant),
+// so the poll overlap and bus duplicates are harmless. Entries already
+// expired at now are skipped: no token they could reject is still valid.
+func (r *Revoker) apply(now time.Time, revs []gatehouse.Revocation) {
+	for _, rev := range revs {
+		if rev.Subject == "" || !rev.ExpiresAt.After(now) {
+			continue
+		}
+		switch rev.Kind {
+		case gatehouse.RevokeSession:
+			s := &r.sessions[maphash.String(r.seed, rev.Subject)%shardCount]
+			s.mu.Lock()
+			if old, ok := s.expires[rev.Subject]; !ok || rev.ExpiresAt.After(old) {
+				s.expires[rev.Subject] = rev.ExpiresAt
+			}
+			s.mu.Unlock()
+		case gatehouse.RevokeUserBefore:
+			u := &r.users[maphash.String(r.seed, rev.Subject)%shardCount]
+			u.mu.Lock()
+			e := u.before[rev.Subject]
+			if rev.At.After(e.at) {
+				e.at = rev.At
+			}
+			if rev.ExpiresAt.After(e.expires) {
+				e.expires = rev.ExpiresAt
+			}
+			u.before[rev.Subject] = e
+			u.mu.Unlock()
+		default:
+			// A kind this version does not know: ignoring it could let a
+			// token through, so say so loudly.
+			r.logger.Error("unknown revocation kind ignored", "kind", string(rev.Kind))
+		}
+	}
+}
+
+// pruneMemory drops entries that expired at or before now.
+func (r *Revoker) pruneMemory(now time.Time) {
+	for i := range shardCount {
+		s := &r.sessions[i]
+		s.mu.Lock()
+		s.expires = pruned(s.expires, func(exp time.Time) bool { return exp.After(now) })
+		s.mu.Unlock()
+		u := &r.users[i]
+		u.mu.Lock()
+		u.before = pruned(u.before, func(e userEntry) bool { return e.expires.After(now) })
+		u.mu.Unlock()
+	}
+}
+
+// pruned deletes the entries that keep rejects. When most entries went it
+// copies the rest into a new map, because a Go map never gives back the
+// memory of deleted entries and a burst of revocations would stay resident.
+func pruned[V any](m map[string]V, keep func(V) bool) map[string]V {
+	deleted := 0
+	for k, v := range m {
+		if !keep(v) {
+			delete(m, k)
+			deleted++
+		}
+	}
+	if deleted <= len(m) {
+		return m
+	}
+	// Not maps.Clone: it may copy the table at its old size.
+	fresh := make(map[string]V, len(m))
+	for k, v := range m {
+		fresh[k] = v
+	}
+	return fresh
+}
+
+// poll reads the log from a little before the last successful read.
+func (r *Revoker) poll(ctx context.Context) error {
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	now := r.cfg.Now()
+	since := time.Unix(0, r.lastPoll.Load()).Add(-pollOverlap)
+	// Bound the read so a hung database makes the state stale (and visible
+	// as such) rather than blocking the loop forever.
+	ctx, cancel := context.WithTimeout(ctx, max(r.cfg.StaleAfter, time.Second))
+	defer cancel()
+	revs, err := r.log.RevocationsSince(ctx, since, now)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return err // shutting down: not a database failure
+	}
+	if err != nil {
+		err = fmt.Errorf("read since %s: %w", since.UTC().Format(time.RFC3339), err)
+		r.lastPollErr.Store(&err)
+		if !r.pollFailing.Swap(true) {
+			r.logger.Warn("revocation log poll failing", "error", err)
+		}
+		return err
+	}
+	r.apply(now, revs)
+	if now.UnixNano() > r.lastPoll.Load() {
+		r.lastPoll.Store(now.UnixNano())
+	}
+	r.lastPollErr.Store(nil)
+	if r.pollFailing.Swap(false) {
+		r.logger.Info("revocation log poll recovered", "entries", len(revs))
+	}
+	return nil
+}
+
+func (r *Revoker) pollLoop(ctx context.Context) {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.resync:
+		}
+		_ = r.poll(ctx) // failures are logged by poll and show as staleness
+	}
+}
+
+func (r *Revoker) pruneLoop(ctx context.Context) {
+	defer r.wg.Done()
+	t := time.NewTicker(r.pruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := r.cfg.Now()
+		r.pruneMemory(now)
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// Every instance prunes; deleting expired rows is idempotent.
+		if err := r.log.PruneRevocations(pctx, now); err != nil && ctx.Err() == nil {
+			r.logger.Warn("pruning the revocation log failed", "error", err)
+		}
+		cancel()
+	}
+}
+
+// requestResync asks the poll loop for an immediate read; one pending
+// request is enough, since a read covers everything since the last success.
+func (r *Revoker) requestResync() {
+	select {
+	case r.resync <- struct{}{}:
+	default:
+	}
+}
+
+// subscribeLoop keeps a subscription up until ctx ends. A Bus normally
+// retries by itself inside Subscribe; this loop also covers one that gives up.
+func (r *Revoker) subscribeLoop(ctx context.Context) {
+	defer r.wg.Done()
+	delay := minResubscribeDelay
+	for {
+		err := r.bus.Subscribe(ctx,
+			func(rev gatehouse.Revocation) { r.apply(r.cfg.Now(), []gatehouse.Revocation{rev}) },
+			func() {
+				r.subscribed.Store(true)
+				// Entries published while we were not subscribed are in
+				// the log: read it now rather than at the next tick.
+				r.requestResync()
+			})
+		r.subscribed.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		r.logger.Warn("revocation bus subscription ended; retrying", "error", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxResubscribeDelay)
+	}
+}
+
+// counts reports the number of revoked sessions and users held (for tests
+// and metrics).
+func (r *Revoker) counts() (sessions, users int) {
+	for i := range shardCount {
+		r.sessions[i].mu.RLock()
+		sessions += len(r.sessions[i].expires)
+		r.sessions[i].mu.RUnlock()
+		r.users[i].mu.RLock()
+		users += len(r.users[i].before)
+		r.users[i].mu.RUnlock()
+	}
+	return sessions, users
+}
