@@ -88,6 +88,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	var bus revoke.Bus
 	if rdb != nil {
+		redis.SetLogger(redisLog{logger})
 		bus = revoke.NewRedisBus(rdb, "gatehouse:revocations")
 	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
@@ -103,6 +104,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer revoker.Wait()
 	defer cancelRun()
+
+	// Pick up keys made by `gatehouse keys rotate` or by other instances,
+	// so this instance signs with the newest key and publishes it.
+	go reloadKeys(runCtx, keys, logger)
 
 	mem := ratelimit.NewMemory(time.Now)
 	var redisLimiter *ratelimit.Redis
@@ -175,4 +180,30 @@ func dbKind(b *backend) string {
 		return "postgres"
 	}
 	return "sqlite"
+}
+
+// redisLog routes go-redis's own messages (dial failures while Redis is
+// down, and so on) into the structured log instead of bare stderr lines.
+type redisLog struct{ logger *slog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.logger.Warn("redis", "msg", fmt.Sprintf(format, v...))
+}
+
+// keyReloadInterval is how often signing keys are re-read from the store.
+const keyReloadInterval = 5 * time.Second
+
+func reloadKeys(ctx context.Context, keys *token.Keys, logger *slog.Logger) {
+	t := time.NewTicker(keyReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := keys.Load(ctx, nowUTC()); err != nil && ctx.Err() == nil {
+				logger.Warn("reload signing keys", "err", err)
+			}
+		}
+	}
 }
