@@ -167,4 +167,3 @@ func limiterFor(mem *ratelimit.Memory, red *ratelimit.Redis) ratelimit.Limiter {
 	}
 	return mem
 }
-
