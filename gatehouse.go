@@ -119,7 +119,7 @@ type Store interface {
 	// ListUsers returns up to limit users with ID greater than after, in
 	// ascending ID order.
 	ListUsers(ctx context.Context, after string, limit int) ([]User, error)
-	// SetPasswordHash replaces a user's password hash.
+	// SetPasswordHash replaces a user's password hash, or returns ErrNotFound.
 	SetPasswordHash(ctx context.Context, userID, hash string) error
 	// UpdateUser applies the non-nil fields and, when tokensValidAfter is not
 	// zero, raises TokensValidAfter to it (never lowers it). It returns the
@@ -137,16 +137,16 @@ type Store interface {
 	// returns the updated session and its user. When any condition fails it
 	// changes nothing and returns ErrNotFound.
 	RotateSession(ctx context.Context, id string, gen uint64, now, idleCutoff time.Time) (Session, User, error)
-	// TouchSession sets LastUsedAt to now on a live session (used when a
-	// grace replay re-issues the current token).
+	// TouchSession sets LastUsedAt to now on a session that is neither
+	// revoked nor past ExpiresAt; otherwise it returns ErrNotFound.
 	TouchSession(ctx context.Context, id string, now time.Time) error
 	// ListSessions returns the user's live sessions (not revoked, ExpiresAt
-	// after now, LastUsedAt after idleCutoff), newest first.
+	// after now, LastUsedAt after idleCutoff), newest CreatedAt first.
 	ListSessions(ctx context.Context, userID string, now, idleCutoff time.Time) ([]Session, error)
 	// RevokeSession revokes one session that is not yet revoked and records
 	// a RevokeSession revocation (At now, expiring at logExpiry) in the same
 	// transaction. It returns ErrNotFound when the session does not exist or
-	// was already revoked.
+	// was already revoked; an expired but unrevoked session is revoked.
 	RevokeSession(ctx context.Context, id, reason string, now, logExpiry time.Time) error
 	// RevokeUserSessions revokes every not-yet-revoked session of the user
 	// except keep (may be empty), records one revocation per session as
@@ -158,7 +158,8 @@ type Store interface {
 	// RevocationsSince returns log entries with At at or after since and
 	// ExpiresAt after now, in any order.
 	RevocationsSince(ctx context.Context, since, now time.Time) ([]Revocation, error)
-	// PruneRevocations deletes log entries that expired before now.
+	// PruneRevocations deletes log entries that expired before now (an
+	// entry expiring exactly at now may stay or go).
 	PruneRevocations(ctx context.Context, now time.Time) error
 
 	// CreateSigningKey stores a new signing key.
