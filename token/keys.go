@@ -1,0 +1,406 @@
+package token
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+// The signing algorithms Gatehouse supports.
+const (
+	AlgEdDSA = "EdDSA"
+	AlgES256 = "ES256"
+	AlgHS256 = "HS256"
+)
+
+const (
+	// MaxLeeway is the largest clock leeway the contract allows.
+	MaxLeeway = 60 * time.Second
+	// reloadInterval bounds how often an unknown kid may send us to the
+	// store, so a flood of made-up kids cannot turn into a flood of queries.
+	reloadInterval = time.Second
+	// sealVersion prefixes sealed key material so the format can change
+	// without guessing.
+	sealVersion = 1
+	hmacKeyLen  = 32
+	kidLen      = 16
+)
+
+// KeyStore is the part of gatehouse.Store the key set needs.
+type KeyStore interface {
+	CreateSigningKey(ctx context.Context, k gatehouse.SigningKey) error
+	SigningKeys(ctx context.Context) ([]gatehouse.SigningKey, error)
+}
+
+// Config configures access tokens.
+type Config struct {
+	// Algorithm is the algorithm of new keys: "EdDSA" (default), "ES256"
+	// or "HS256". Keys of other algorithms already in the store still verify.
+	Algorithm string
+	// Issuer and Audience are stamped into tokens and required on verify.
+	Issuer, Audience string
+	// TTL is the access-token lifetime. A public key stays in the JWKS for
+	// TTL+Leeway after its successor is created, i.e. until every token it
+	// signed has expired.
+	TTL time.Duration
+	// Leeway is the clock leeway for exp/nbf/iat, at most MaxLeeway.
+	Leeway time.Duration
+	// SealKey (32 bytes) encrypts private keys with AES-256-GCM before they
+	// reach the store, so a copy of the database cannot mint tokens.
+	SealKey []byte
+}
+
+// Keys is the signing-key set: it signs and verifies access tokens and
+// publishes the JWKS. It is safe for concurrent use. Verify and Sign read an
+// immutable snapshot through an atomic pointer and take no lock; changes
+// (Load, Rotate, reload on an unknown kid) build a new snapshot.
+type Keys struct {
+	store KeyStore
+	cfg   Config
+	aead  cipher.AEAD
+
+	set atomic.Pointer[keySet]
+
+	// mu serialises snapshot changes and key creation, so two concurrent
+	// Loads in one process cannot create two keys and no change is lost.
+	mu sync.Mutex
+
+	// reloadMu guards lastReload and reloading: the rate limit and the
+	// single in-flight reload triggered by unknown kids.
+	reloadMu   sync.Mutex
+	lastReload time.Time
+	reloading  chan struct{}
+}
+
+// key is one parsed signing key. It is immutable once built.
+type key struct {
+	id      string
+	alg     jose.SignatureAlgorithm
+	created time.Time
+	// verify is what go-jose verifies with: ed25519.PublicKey,
+	// *ecdsa.PublicKey or []byte (HS256). Typed keys rather than JWKs skip
+	// a conversion on every request.
+	verify any
+	signer jose.Signer
+	// jwk is the marshalled public JWK, nil for HS256 (secret, never published).
+	jwk []byte
+}
+
+// keySet is an immutable snapshot of every key we hold.
+type keySet struct {
+	byID   map[string]*key
+	sorted []*key // oldest first, by (created, id)
+	// retireAt[i] is when sorted[i] leaves the JWKS: TTL+Leeway after the
+	// next key of the same algorithm was created; zero for the newest key
+	// of its algorithm.
+	retireAt []time.Time
+	// algs pins the algorithms the JWS parser accepts to those of keys we hold.
+	algs   []jose.SignatureAlgorithm
+	signer *key // newest key of cfg.Algorithm, nil if none
+}
+
+// NewKeys checks cfg and returns an empty key set; call Load before use.
+func NewKeys(store KeyStore, cfg Config) (*Keys, error) {
+	if store == nil {
+		return nil, errors.New("token: nil key store")
+	}
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = AlgEdDSA
+	}
+	switch cfg.Algorithm {
+	case AlgEdDSA, AlgES256, AlgHS256:
+	default:
+		return nil, fmt.Errorf("token: unsupported algorithm %q (want EdDSA, ES256 or HS256)", cfg.Algorithm)
+	}
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return nil, errors.New("token: issuer and audience are required")
+	}
+	if cfg.TTL <= 0 {
+		return nil, errors.New("token: TTL must be positive")
+	}
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		return nil, fmt.Errorf("token: leeway must be between 0 and %s", MaxLeeway)
+	}
+	if len(cfg.SealKey) != 32 {
+		return nil, fmt.Errorf("token: seal key must be 32 bytes, got %d", len(cfg.SealKey))
+	}
+	block, err := aes.NewCipher(cfg.SealKey)
+	if err != nil {
+		return nil, fmt.Errorf("token: seal key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("token: seal key: %w", err)
+	}
+	cfg.SealKey = nil // the AEAD holds what it needs; drop our reference
+	return &Keys{store: store, cfg: cfg, aead: aead}, nil
+}
+
+// Load reads every key from the store (keeping keys already parsed) and,
+// when none of cfg.Algorithm exists, creates and stores one. It may be
+// called again at any time to pick up keys created by other instances.
+func (k *Keys) Load(ctx context.Context, now time.Time) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	set, err := k.readStore(ctx)
+	if err != nil {
+		return err
+	}
+	if set.signer == nil {
+		nk, err := k.create(ctx, createdAt(now, nil))
+		if err != nil {
+			return err
+		}
+		set = k.newKeySet(append(slices.Clone(set.sorted), nk))
+	}
+	k.set.Store(set)
+	return nil
+}
+
+// Rotate creates a key of cfg.Algorithm, stores it and makes it the signer.
+// The previous keys keep verifying and stay in the JWKS for TTL+Leeway.
+func (k *Keys) Rotate(ctx context.Context, now time.Time) (kid string, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	cur := k.set.Load()
+	if cur == nil {
+		return "", errors.New("token: Rotate before Load")
+	}
+	nk, err := k.create(ctx, createdAt(now, cur.signer))
+	if err != nil {
+		return "", err
+	}
+	k.set.Store(k.newKeySet(append(slices.Clone(cur.sorted), nk)))
+	return nk.id, nil
+}
+
+// JWKS returns {"keys":[...]}: the public keys (never HS256 secrets) of the
+// current signer of each algorithm and of older keys until TTL+Leeway after
+// their successor was created, newest first.
+func (k *Keys) JWKS(now time.Time) ([]byte, error) {
+	set := k.set.Load()
+	if set == nil {
+		return nil, errors.New("token: JWKS before Load")
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"keys":[`)
+	first := true
+	for i := len(set.sorted) - 1; i >= 0; i-- {
+		key := set.sorted[i]
+		if key.jwk == nil || (!set.retireAt[i].IsZero() && !now.Before(set.retireAt[i])) {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.Write(key.jwk)
+	}
+	b.WriteString("]}")
+	return b.Bytes(), nil
+}
+
+// createdAt is the creation time of a new key: now at the store's
+// microsecond precision (so a reloaded key compares equal to the one we
+// made), and strictly after prev so the new key is the newest on every
+// instance even if the clock stepped back.
+func createdAt(now time.Time, prev *key) time.Time {
+	t := now.UTC().Truncate(time.Microsecond)
+	if prev != nil && !t.After(prev.created) {
+		t = prev.created.Add(time.Microsecond)
+	}
+	return t
+}
+
+// readStore returns a snapshot of the store's keys merged with the ones we
+// hold. Keys are never deleted, so the union loses nothing a concurrent
+// writer added; keys we already hold are reused rather than unsealed again.
+// The caller holds k.mu.
+func (k *Keys) readStore(ctx context.Context) (*keySet, error) {
+	stored, err := k.store.SigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("token: load signing keys: %w", err)
+	}
+	have := map[string]*key{}
+	if cur := k.set.Load(); cur != nil {
+		have = cur.byID
+	}
+	keys := make([]*key, 0, len(stored)+len(have))
+	seen := make(map[string]bool, len(stored)+len(have))
+	for _, sk := range stored {
+		if seen[sk.ID] {
+			continue
+		}
+		seen[sk.ID] = true
+		if old, ok := have[sk.ID]; ok {
+			keys = append(keys, old)
+			continue
+		}
+		nk, err := k.unseal(sk)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, nk)
+	}
+	for id, old := range have {
+		if !seen[id] {
+			keys = append(keys, old)
+		}
+	}
+	return k.newKeySet(keys), nil
+}
+
+// newKeySet builds a snapshot from keys (which it may reorder).
+func (k *Keys) newKeySet(keys []*key) *keySet {
+	slices.SortFunc(keys, func(a, b *key) int {
+		if c := a.created.Compare(b.created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	s := &keySet{byID: make(map[string]*key, len(keys)), sorted: keys, retireAt: make([]time.Time, len(keys))}
+	next := map[jose.SignatureAlgorithm]*key{}
+	for i := len(keys) - 1; i >= 0; i-- {
+		key := keys[i]
+		s.byID[key.id] = key
+		if !slices.Contains(s.algs, key.alg) {
+			s.algs = append(s.algs, key.alg)
+		}
+		if n := next[key.alg]; n != nil {
+			s.retireAt[i] = n.created.Add(k.cfg.TTL + k.cfg.Leeway)
+		} else if string(key.alg) == k.cfg.Algorithm {
+			s.signer = key
+		}
+		next[key.alg] = key
+	}
+	return s
+}
+
+// create generates a key of cfg.Algorithm and stores it sealed.
+// The caller holds k.mu.
+func (k *Keys) create(ctx context.Context, created time.Time) (*key, error) {
+	alg := k.cfg.Algorithm
+	var kidRaw [kidLen]byte
+	rand.Read(kidRaw[:]) // never fails (Go 1.24+); crashes the process instead
+	kid := base64.RawURLEncoding.EncodeToString(kidRaw[:])
+
+	var priv []byte
+	switch alg {
+	case AlgEdDSA:
+		_, sk, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return nil, fmt.Errorf("token: generate key: %w", err)
+		}
+		priv = sk.Seed()
+	case AlgES256:
+		sk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("token: generate key: %w", err)
+		}
+		if priv, err = sk.Bytes(); err != nil {
+			return nil, fmt.Errorf("token: generate key: %w", err)
+		}
+	case AlgHS256:
+		priv = make([]byte, hmacKeyLen)
+		rand.Read(priv)
+	}
+	nk, err := buildKey(kid, alg, created, priv)
+	if err != nil {
+		return nil, err
+	}
+	sealed := k.seal(kid, alg, priv)
+	clear(priv)
+	err = k.store.CreateSigningKey(ctx, gatehouse.SigningKey{ID: kid, Algorithm: alg, Sealed: sealed, CreatedAt: created})
+	if err != nil {
+		return nil, fmt.Errorf("token: store signing key: %w", err)
+	}
+	return nk, nil
+}
+
+// sealAAD binds sealed bytes to their kid and algorithm, so a row whose
+// ciphertext was swapped with another's, or whose algorithm column was
+// edited (say EdDSA to HS256, to make a seed an HMAC key), fails to open.
+func sealAAD(kid, alg string) []byte {
+	return []byte(kid + "\x00" + alg)
+}
+
+// seal encrypts raw private key material: version || nonce || AES-GCM.
+func (k *Keys) seal(kid, alg string, raw []byte) []byte {
+	out := make([]byte, 1+k.aead.NonceSize(), 1+k.aead.NonceSize()+len(raw)+k.aead.Overhead())
+	out[0] = sealVersion
+	rand.Read(out[1:])
+	return k.aead.Seal(out, out[1:], raw, sealAAD(kid, alg))
+}
+
+// unseal decrypts and parses a stored key.
+func (k *Keys) unseal(sk gatehouse.SigningKey) (*key, error) {
+	ns := k.aead.NonceSize()
+	if len(sk.Sealed) < 1+ns+k.aead.Overhead() || sk.Sealed[0] != sealVersion {
+		return nil, fmt.Errorf("token: signing key %q: bad sealed format", sk.ID)
+	}
+	raw, err := k.aead.Open(nil, sk.Sealed[1:1+ns], sk.Sealed[1+ns:], sealAAD(sk.ID, sk.Algorithm))
+	if err != nil {
+		return nil, fmt.Errorf("token: signing key %q: cannot unseal (wrong master key?)", sk.ID)
+	}
+	defer clear(raw)
+	return buildKey(sk.ID, sk.Algorithm, sk.CreatedAt.UTC(), raw)
+}
+
+// buildKey parses raw private key material (Ed25519 seed, P-256 scalar or
+// HMAC secret) and prepares everything signing and verifying need, once.
+func buildKey(kid, alg string, created time.Time, raw []byte) (*key, error) {
+	nk := &key{id: kid, alg: jose.SignatureAlgorithm(alg), created: created}
+	var signKey any
+	switch alg {
+	case AlgEdDSA:
+		if len(raw) != ed25519.SeedSize {
+			return nil, fmt.Errorf("token: signing key %q: bad Ed25519 seed", kid)
+		}
+		sk := ed25519.NewKeyFromSeed(raw)
+		signKey, nk.verify = sk, sk.Public().(ed25519.PublicKey)
+	case AlgES256:
+		sk, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
+		if err != nil {
+			return nil, fmt.Errorf("token: signing key %q: bad P-256 key: %w", kid, err)
+		}
+		signKey, nk.verify = sk, &sk.PublicKey
+	case AlgHS256:
+		if len(raw) != hmacKeyLen {
+			return nil, fmt.Errorf("token: signing key %q: bad HMAC key", kid)
+		}
+		secret := slices.Clone(raw)
+		signKey, nk.verify = secret, secret
+	default:
+		return nil, fmt.Errorf("token: signing key %q: unsupported algorithm %q", kid, alg)
+	}
+	opts := (&jose.SignerOptions{}).WithType(typAccessToken).WithHeader("kid", kid)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: nk.alg, Key: signKey}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("token: signing key %q: %w", kid, err)
+	}
+	nk.signer = signer
+	if alg != AlgHS256 {
+		jwk := jose.JSONWebKey{Key: nk.verify, KeyID: kid, Algorithm: alg, Use: "sig"}
+		if nk.jwk, err = jwk.MarshalJSON(); err != nil {
+			return nil, fmt.Errorf("token: signing key %q: %w", kid, err)
+		}
+	}
+	return nk, nil
+}
