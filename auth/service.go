@@ -402,6 +402,11 @@ func (s *Service) Refresh(ctx context.Context, raw string, c Client) (Grant, err
 func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, error) {
 	claims, err := s.Signer.Verify(ctx, raw, s.Now())
 	if err != nil {
+		if errors.Is(err, gatehouse.ErrUnavailable) {
+			// An unknown kid could not be looked up in the store: we
+			// cannot tell whether the token is good, so fail closed.
+			return Principal{}, fmt.Errorf("verify access token: %w", err)
+		}
 		return Principal{}, ErrInvalidToken
 	}
 	if err := s.Revoker.Check(claims.SessionID, claims.Subject, claims.IssuedAt); err != nil {
