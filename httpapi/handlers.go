@@ -454,7 +454,6 @@ func (s *Server) openIDConfig(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":   s.cfg.Issuer,
 		"jwks_uri": s.cfg.Issuer + "/.well-known/jwks.json",
-		"id_token_signing_alg_values_supported": []string{"EdDSA", "ES256", "HS256"},
 	})
 	return nil
 }
