@@ -208,8 +208,14 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		s.Observer.Login("rate_limited")
 		return Grant{}, err
 	}
+	// The per-account budget is spent before the password is checked, not
+	// after a failure: with peek-then-count, guesses fired concurrently all
+	// pass the peek before any failure is counted, so 40 parallel guesses
+	// from 40 addresses got 40 password checks under a limit of 5
+	// (TestAttackAccountLimitConcurrent). A successful login therefore
+	// spends one attempt too.
 	accountKey := "login:account:" + emailKey(in.Email)
-	if err := s.peek(ctx, accountKey, s.cfg.LoginRate); err != nil {
+	if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
 		s.Observer.Login("rate_limited")
 		return Grant{}, err
 	}
@@ -246,13 +252,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		}
 	}
 	if !ok {
-		// Count the failure against the account; a limiter error must
-		// not turn a failed login into anything but a failed login.
-		if !s.cfg.LoginRate.Off() {
-			if _, err := s.Limiter.Allow(ctx, accountKey, s.cfg.LoginRate); err != nil {
-				s.Logger.Warn("account rate limit", "err", err)
-			}
-		}
+		// The attempt was already counted against the account above.
 		s.Observer.Login("invalid")
 		return Grant{}, ErrInvalidCredentials
 	}
@@ -301,11 +301,15 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 	// Tokens are stamped no earlier than the user's TokensValidAfter, so a
 	// token issued in the same second as a role change is not mistaken for
 	// one issued before it.
-	iat := now
-	if u.TokensValidAfter.After(iat) {
-		iat = u.TokensValidAfter
+	base := now
+	if u.TokensValidAfter.After(base) {
+		base = u.TokensValidAfter
 	}
-	iat = iat.Truncate(time.Second)
+	// iat rounds up to the whole second (JWT times are seconds), so the
+	// token lives at least the configured lifetime from now and expires_in
+	// never overstates it; iat is then at most a second ahead, well inside
+	// every verifier's leeway.
+	iat := ceilSecond(base)
 	exp := iat.Add(s.cfg.AccessTTL)
 	access, err := s.Signer.Sign(token.Claims{
 		Issuer:    s.cfg.Issuer,
@@ -322,7 +326,7 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 	}
 	return Grant{
 		AccessToken:      access,
-		ExpiresIn:        exp.Sub(now).Round(time.Second),
+		ExpiresIn:        s.cfg.AccessTTL.Truncate(time.Second),
 		Session:          sess,
 		User:             u,
 		RefreshToken:     s.RefreshCodec.Encode(sess.ID, sess.Gen),
@@ -504,8 +508,10 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err := checkPassword("new_password", next); err != nil {
 		return err
 	}
+	// Spent before checking, like login's per-account budget, so that
+	// concurrent guesses with a stolen access token cannot outrun it.
 	accountKey := "password:account:" + p.UserID
-	if err := s.peek(ctx, accountKey, s.cfg.LoginRate); err != nil {
+	if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
 		return err
 	}
 	u, err := s.Store.UserByID(ctx, p.UserID)
@@ -517,11 +523,6 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return s.hashError(err)
 	}
 	if !ok {
-		if !s.cfg.LoginRate.Off() {
-			if _, err := s.Limiter.Allow(ctx, accountKey, s.cfg.LoginRate); err != nil {
-				s.Logger.Warn("account rate limit", "err", err)
-			}
-		}
 		return ErrInvalidCredentials
 	}
 	hash, err := s.Hasher.Hash(ctx, next)
@@ -577,9 +578,18 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 		return before, nil
 	}
 	now := s.now()
-	// The next whole second: every token issued so far has an iat below
-	// it, and every token issued from now on is stamped at or after it.
-	cutoff := now.Truncate(time.Second).Add(time.Second)
+	// Every token issued so far has an iat of at most ceilSecond(now),
+	// so a cutoff past that rejects them all; every token issued from now
+	// on is stamped at or after it. The second second of margin covers a
+	// refresh that read the user row before this update but took its clock
+	// reading just after ours, across a second boundary. Two changes must
+	// also get distinct cutoffs, or a token issued between them (stamped
+	// at the first cutoff) survives the second: hence at least one second
+	// past the previous cutoff.
+	cutoff := ceilSecond(now).Add(2 * time.Second)
+	if next := before.TokensValidAfter.Add(time.Second); next.After(cutoff) {
+		cutoff = next
+	}
 	u, err := s.Store.UpdateUser(ctx, userID, role, disabled, cutoff)
 	if err != nil {
 		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
@@ -705,4 +715,12 @@ func (s *Service) SessionExpiry(sess gatehouse.Session) time.Time {
 		return sess.ExpiresAt
 	}
 	return idle
+}
+
+// ceilSecond rounds t up to a whole second.
+func ceilSecond(t time.Time) time.Time {
+	if f := t.Truncate(time.Second); !f.Equal(t) {
+		return f.Add(time.Second)
+	}
+	return t
 }

@@ -238,7 +238,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if err := s.auth.Logout(r.Context(), userID, sid, scope); err != nil {
 		return err
 	}
-	clearSessionCookies(w)
+	if scope != auth.ScopeOthers {
+		// "others" keeps the caller's session, and so its cookies.
+		clearSessionCookies(w)
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -114,6 +114,9 @@ type keySet struct {
 	// algs pins the algorithms the JWS parser accepts to those of keys we hold.
 	algs   []jose.SignatureAlgorithm
 	signer *key // newest key of cfg.Algorithm, nil if none
+	// verified caches tokens that verified under exactly this snapshot
+	// (verified.go); a new snapshot starts empty.
+	verified *verifiedCache
 }
 
 // NewKeys checks cfg and returns an empty key set; call Load before use.
@@ -275,7 +278,7 @@ func (k *Keys) newKeySet(keys []*key) *keySet {
 		}
 		return strings.Compare(a.id, b.id)
 	})
-	s := &keySet{byID: make(map[string]*key, len(keys)), sorted: keys, retireAt: make([]time.Time, len(keys))}
+	s := &keySet{byID: make(map[string]*key, len(keys)), sorted: keys, retireAt: make([]time.Time, len(keys)), verified: newVerifiedCache()}
 	next := map[jose.SignatureAlgorithm]*key{}
 	for i := len(keys) - 1; i >= 0; i-- {
 		key := keys[i]

@@ -51,8 +51,13 @@ func openBackend(ctx context.Context, c *config, migrate bool) (*backend, error)
 	case strings.HasPrefix(c.Database, "postgres://"), strings.HasPrefix(c.Database, "postgresql://"):
 		b.postgres = true
 		var err error
-		if b.master, err = loadMaster(c, ""); err != nil {
-			return nil, err
+		// `gatehouse migrate` touches no secret and takes only --database
+		// (API.md), so it must not demand a master key here; everything
+		// else on PostgreSQL needs one.
+		if !c.schemaOnly {
+			if b.master, err = loadMaster(c, ""); err != nil {
+				return nil, err
+			}
 		}
 		st, err := postgres.Open(ctx, c.Database, postgres.Options{})
 		if err != nil {

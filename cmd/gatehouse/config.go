@@ -39,6 +39,10 @@ type config struct {
 	HashQueue      int
 	ShutdownGrace  time.Duration
 
+	// schemaOnly: the caller only migrates (gatehouse migrate), so on
+	// PostgreSQL no master key is needed.
+	schemaOnly bool
+
 	// Parsed forms.
 	origins     []string
 	proxies     []netip.Prefix

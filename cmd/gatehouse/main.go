@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,6 +81,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return err
 	}
+	c.schemaOnly = true
 	b, err := openBackend(ctx, &c, true)
 	if err != nil {
 		return err
@@ -133,6 +135,18 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer b.store.Close()
+	if !flagGiven(fs, "signing-alg", getenv) {
+		// Rotate within the algorithm in use; switching algorithms is a
+		// decision the operator states with --signing-alg.
+		if alg, err := newestKeyAlgorithm(ctx, b.store); err != nil {
+			return err
+		} else if alg != "" {
+			c.SigningAlg = alg
+		}
+	}
+	// Issuer and audience do not affect keys; the key set only wants them
+	// to be set because it also signs.
+	c.Issuer, c.Audience = "gatehouse-cli", "gatehouse-cli"
 	keys, err := b.keys(&c)
 	if err != nil {
 		return err
@@ -147,3 +161,22 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 
 // quietLogger discards logs for the short-lived subcommands.
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// flagGiven reports whether a flag was set on the command line or through
+// its environment variable.
+func flagGiven(fs *flag.FlagSet, name string, getenv func(string) string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given || getenv("GATEHOUSE_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) != ""
+}
+
+func newestKeyAlgorithm(ctx context.Context, store gatehouse.Store) (string, error) {
+	keys, err := store.SigningKeys(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read signing keys: %w", err)
+	}
+	if len(keys) == 0 {
+		return "", nil
+	}
+	return keys[len(keys)-1].Algorithm, nil
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 
@@ -31,11 +32,21 @@ const defaultConnectTimeout = 5 * time.Second
 
 // Options tune the connection pool.
 type Options struct {
-	// MaxConns caps the pool. 0 keeps pgxpool's default (or pool_max_conns
-	// from the URL); about 4*GOMAXPROCS suits a server whose requests each
-	// need one short query.
+	// MaxConns caps the pool. 0 means pool_max_conns from the URL if set,
+	// else defaultMaxConns.
 	MaxConns int32
 }
+
+// defaultMaxConns sizes the pool when neither Options nor the URL do.
+// pgxpool's own default, max(4, NumCPU), was the refresh bottleneck (issue
+// 6, BENCHMARKS.md): a rotation spends most of its time waiting for the
+// server's WAL flush, not on a CPU, and PostgreSQL flushes the commits of
+// all backends waiting at once together (group commit), so more
+// connections in flight mean more rotations per flush. With 16 clients on
+// 2 vCPUs, 16 connections instead of 4 took refresh-postgres from ~1,000-
+// 1,400/s to ~2,100-2,400/s (p50 10-13 ms → 4 ms). Several instances at 16
+// each stay well inside PostgreSQL's default max_connections of 100.
+func defaultMaxConns() int32 { return int32(max(16, 4*runtime.GOMAXPROCS(0))) }
 
 // Store is a gatehouse.Store backed by PostgreSQL. It is safe for concurrent
 // use, and several processes may share one database.
@@ -79,6 +90,8 @@ func config(url string, opts Options) (*pgxpool.Config, error) {
 		return nil, fmt.Errorf("postgres: MaxConns %d is negative", opts.MaxConns)
 	case opts.MaxConns > 0:
 		cfg.MaxConns = opts.MaxConns
+	case !strings.Contains(url, "pool_max_conns"):
+		cfg.MaxConns = defaultMaxConns()
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout

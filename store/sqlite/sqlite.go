@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse"
@@ -48,6 +49,12 @@ type Store struct {
 	sessionByID *sql.Stmt // read
 	userByID    *sql.Stmt // read
 	userByEmail *sql.Stmt // read
+
+	// Group commit of rotations (rotate.go).
+	rotations   chan *rotateReq
+	quit        chan struct{}
+	stopOnce    sync.Once
+	rotatorDone chan struct{}
 }
 
 var _ gatehouse.Store = (*Store)(nil)
@@ -138,7 +145,7 @@ func (s *Store) init(ctx context.Context) error {
 		*dst = st
 		return nil
 	}
-	return errors.Join(
+	err := errors.Join(
 		prepare(s.write, &s.rotate, `UPDATE sessions
 			SET gen = gen + 1, rotated_at = ?1, last_used_at = ?1
 			WHERE id = ?2 AND gen = ?3 AND revoked_at IS NULL AND expires_at > ?1 AND last_used_at > ?4
@@ -149,6 +156,11 @@ func (s *Store) init(ctx context.Context) error {
 		prepare(s.read, &s.userByID, `SELECT `+userCols+` FROM users WHERE id = ?`),
 		prepare(s.read, &s.userByEmail, `SELECT `+userCols+` FROM users WHERE email_key = ?`),
 	)
+	if err != nil {
+		return err
+	}
+	s.startRotator()
+	return nil
 }
 
 // Path returns the path the store was opened with.
@@ -168,6 +180,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the statements and both pools.
 func (s *Store) Close() error {
+	s.stopRotator() // before the statements it uses are closed
 	var errs []error
 	for _, st := range []*sql.Stmt{s.rotate, s.userByIDW, s.sessionByID, s.userByID, s.userByEmail} {
 		if st != nil {
@@ -309,27 +322,13 @@ func (s *Store) RotateSession(ctx context.Context, id string, gen uint64, now, i
 		// No stored generation is this large; int64(gen) would wrap.
 		return gatehouse.Session{}, gatehouse.User{}, fmt.Errorf("sqlite: rotate session: %w", gatehouse.ErrNotFound)
 	}
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return gatehouse.Session{}, gatehouse.User{}, wrap("rotate session", err)
+	// Run with whatever other rotations are queued, in one transaction
+	// with one commit (group commit, rotate.go).
+	r := &rotateReq{ctx: ctx, id: id, gen: int64(gen), now: micros(now), idleCutoff: micros(idleCutoff), done: make(chan struct{})}
+	if err := s.enqueueRotation(ctx, r); err != nil {
+		return gatehouse.Session{}, gatehouse.User{}, err
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-
-	sess, err := scanSession(tx.StmtContext(ctx, s.rotate).QueryRowContext(ctx, micros(now), id, int64(gen), micros(idleCutoff)))
-	if err != nil {
-		return gatehouse.Session{}, gatehouse.User{}, wrap("rotate session", err)
-	}
-	// Same transaction: the user is read as of the rotation, so a user
-	// disabled a moment later is seen as disabled by the next refresh,
-	// never as enabled with a stale role.
-	u, err := scanUser(tx.StmtContext(ctx, s.userByIDW).QueryRowContext(ctx, sess.UserID))
-	if err != nil {
-		return gatehouse.Session{}, gatehouse.User{}, wrap("rotate session: user", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return gatehouse.Session{}, gatehouse.User{}, wrap("rotate session: commit", err)
-	}
-	return sess, u, nil
+	return r.sess, r.user, nil
 }
 
 func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) error {

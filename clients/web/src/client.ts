@@ -1,0 +1,533 @@
+// Gatehouse browser client.
+//
+// - The access token lives in memory only (this object), never in web storage.
+// - The refresh token stays in its HttpOnly cookie; refresh and logout send the
+//   X-CSRF-Token header copied from the __Host-csrf_token cookie.
+// - Refreshes happen proactively shortly before expiry, before sending a request
+//   with an expired token, and after a 401 invalid_token; at most once at a time
+//   per tab (single-flight promise) and once across tabs (Web Locks + BroadcastChannel:
+//   a tab that had to wait for another tab's refresh adopts that tab's result).
+// - A failed request is retried once after a refresh, never more.
+// - refresh_token_reused / invalid_refresh_token end the session: a "logout" event
+//   is emitted (in every tab) and nothing is retried.
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+  role: string;
+  created_at: string;
+}
+
+export interface Session {
+  id: string;
+  created_at: string;
+  last_used_at: string;
+  expires_at: string;
+  user_agent: string;
+  ip: string;
+  current: boolean;
+}
+
+export type LogoutScope = "local" | "others" | "global";
+
+/** Why the client considers itself signed out. */
+export type LogoutReason =
+  | "logout" // this or another tab called logout()
+  | "refresh_token_reused" // the server detected token theft and revoked the session
+  | "invalid_refresh_token" // the session ended (revoked elsewhere, expired, password changed)
+  | "no_session"; // there was no session to resume
+
+export interface LoginEventDetail {
+  user: User;
+}
+export interface LogoutEventDetail {
+  reason: LogoutReason;
+}
+export interface TokenEventDetail {
+  expiresAt: number;
+}
+
+export interface ClientOptions {
+  /** Origin (and optional path prefix) of the Gatehouse server. Default: same origin (""). */
+  baseUrl?: string;
+  /**
+   * Refresh this long before the access token expires (ms). Default 30 s, capped at a
+   * quarter of the token's lifetime so short-lived tokens are not refreshed constantly.
+   */
+  refreshMarginMs?: number;
+  /** Schedule a background refresh before expiry (default true). Tokens are still
+   * refreshed on demand before a request if this is off. */
+  autoRefresh?: boolean;
+  /** Name shared by all tabs for the refresh lock and the broadcast channel. */
+  channelName?: string;
+  /** How long a tab that waited for another tab's refresh waits for its result (ms). */
+  peerWaitMs?: number;
+  /** The fetch implementation (default: globalThis.fetch). */
+  fetch?: typeof fetch;
+  /** Clock (ms since epoch); injectable for tests. */
+  now?: () => number;
+}
+
+/** A problem+json error from the server (or a network failure, status 0). */
+export class GatehouseError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly problem: Record<string, unknown> | undefined;
+  constructor(status: number, code: string, message: string, problem?: Record<string, unknown>) {
+    super(message);
+    this.name = "GatehouseError";
+    this.status = status;
+    this.code = code;
+    this.problem = problem;
+  }
+  /** Per-field messages of a 422 validation error. */
+  get fieldErrors(): { field: string; message: string }[] {
+    const e = this.problem?.["errors"];
+    return Array.isArray(e) ? (e as { field: string; message: string }[]) : [];
+  }
+}
+
+interface TokenResponse {
+  access_token: string;
+  expires_in: number;
+  session_id: string;
+  user: User;
+}
+
+type PeerMessage =
+  | { type: "token"; accessToken: string; expiresAt: number; lifetimeMs: number; sessionId: string; user: User }
+  | { type: "logout"; reason: LogoutReason }
+  | { type: "refresh-failed" };
+
+type State = "unknown" | "authenticated" | "signed-out";
+
+const CSRF_COOKIE = "__Host-csrf_token";
+const SESSION_END_CODES = new Set(["refresh_token_reused", "invalid_refresh_token"]);
+
+/** Reads a cookie readable by JavaScript (used only for the CSRF cookie). */
+export function readCookie(name: string, cookieString: string = typeof document === "undefined" ? "" : document.cookie): string | null {
+  for (const part of cookieString.split(";")) {
+    const i = part.indexOf("=");
+    if (i < 0) continue;
+    if (part.slice(0, i).trim() === name) return decodeURIComponent(part.slice(i + 1).trim());
+  }
+  return null;
+}
+
+async function toError(res: Response): Promise<GatehouseError> {
+  let problem: Record<string, unknown> | undefined;
+  try {
+    const ct = res.headers.get("Content-Type") ?? "";
+    if (ct.includes("json")) problem = (await res.json()) as Record<string, unknown>;
+  } catch {
+    problem = undefined;
+  }
+  const code = typeof problem?.["code"] === "string" ? (problem["code"] as string) : `http_${res.status}`;
+  const msg =
+    (typeof problem?.["detail"] === "string" && (problem["detail"] as string)) ||
+    (typeof problem?.["title"] === "string" && (problem["title"] as string)) ||
+    `HTTP ${res.status}`;
+  return new GatehouseError(res.status, code, msg, problem);
+}
+
+function isInvalidToken(res: Response): boolean {
+  return res.status === 401 && /error="?invalid_token/.test(res.headers.get("WWW-Authenticate") ?? "");
+}
+
+export class GatehouseClient extends EventTarget {
+  private readonly base: string;
+  private readonly marginMs: number;
+  private readonly autoRefresh: boolean;
+  private readonly lockName: string;
+  private readonly peerWaitMs: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly now: () => number;
+  private readonly channel: BroadcastChannel | null;
+
+  private state: State = "unknown";
+  private token: string | null = null;
+  private expiresAt = 0;
+  private lifetimeMs = 0;
+  private currentUser: User | null = null;
+  private currentSessionId: string | null = null;
+  private generation = 0; // bumped whenever the access token changes
+  private peerResults = 0; // refresh results received from other tabs
+  private lastPeerResult: PeerMessage["type"] | null = null;
+  private inflight: Promise<boolean> | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private peerWaiters: (() => void)[] = [];
+
+  constructor(options: ClientOptions = {}) {
+    super();
+    this.base = (options.baseUrl ?? "").replace(/\/+$/, "");
+    this.marginMs = options.refreshMarginMs ?? 30_000;
+    this.autoRefresh = options.autoRefresh ?? true;
+    this.lockName = options.channelName ?? "gatehouse-refresh";
+    this.peerWaitMs = options.peerWaitMs ?? 2_000;
+    const f = options.fetch ?? globalThis.fetch;
+    this.fetchImpl = (input, init) => f.call(globalThis, input, init);
+    this.now = options.now ?? Date.now;
+    this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(options.channelName ?? "gatehouse-auth") : null;
+    this.channel?.addEventListener("message", (e: MessageEvent) => this.onPeerMessage(e.data as PeerMessage));
+  }
+
+  // ---------------------------------------------------------------- state
+
+  /** The signed-in user, or null. */
+  get user(): User | null {
+    return this.currentUser;
+  }
+  /** The id of this browser's session, or null. */
+  get sessionId(): string | null {
+    return this.currentSessionId;
+  }
+  get authenticated(): boolean {
+    return this.state === "authenticated";
+  }
+
+  /** Subscribe to "login" | "logout" | "token"; returns an unsubscribe function. */
+  on(type: "login", fn: (d: LoginEventDetail) => void): () => void;
+  on(type: "logout", fn: (d: LogoutEventDetail) => void): () => void;
+  on(type: "token", fn: (d: TokenEventDetail) => void): () => void;
+  on(type: string, fn: (d: never) => void): () => void {
+    const h = (e: Event) => fn((e as CustomEvent).detail as never);
+    this.addEventListener(type, h);
+    return () => this.removeEventListener(type, h);
+  }
+
+  /** Stops timers and leaves the broadcast channel. */
+  close(): void {
+    this.clearTimer();
+    this.channel?.close();
+  }
+
+  private emit(type: string, detail: unknown): void {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  private tokenUsable(): boolean {
+    return this.token !== null && this.now() < this.expiresAt - this.effectiveMargin();
+  }
+
+  private effectiveMargin(): number {
+    return Math.min(this.marginMs, this.lifetimeMs / 4);
+  }
+
+  private setToken(accessToken: string, expiresAt: number, lifetimeMs: number, sessionId: string, user: User): void {
+    const wasAuthenticated = this.state === "authenticated";
+    this.token = accessToken;
+    this.expiresAt = expiresAt;
+    this.lifetimeMs = lifetimeMs;
+    this.currentSessionId = sessionId;
+    this.currentUser = user;
+    this.state = "authenticated";
+    this.generation++;
+    this.schedule();
+    if (!wasAuthenticated) this.emit("login", { user } satisfies LoginEventDetail);
+    this.emit("token", { expiresAt } satisfies TokenEventDetail);
+  }
+
+  private setSignedOut(reason: LogoutReason, broadcast: boolean): void {
+    const was = this.state;
+    this.token = null;
+    this.expiresAt = 0;
+    this.currentUser = null;
+    this.currentSessionId = null;
+    this.state = "signed-out";
+    this.generation++;
+    this.clearTimer();
+    if (broadcast) this.post({ type: "logout", reason });
+    if (was !== "signed-out") this.emit("logout", { reason } satisfies LogoutEventDetail);
+  }
+
+  private acceptTokenResponse(body: TokenResponse, broadcast: boolean): void {
+    const lifetimeMs = Math.max(0, body.expires_in * 1000);
+    const expiresAt = this.now() + lifetimeMs;
+    this.setToken(body.access_token, expiresAt, lifetimeMs, body.session_id, body.user);
+    if (broadcast) {
+      this.post({ type: "token", accessToken: body.access_token, expiresAt, lifetimeMs, sessionId: body.session_id, user: body.user });
+    }
+  }
+
+  private schedule(): void {
+    this.clearTimer();
+    if (!this.autoRefresh || this.token === null) return;
+    const delay = Math.max(0, this.expiresAt - this.effectiveMargin() - this.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.refresh().catch(() => undefined);
+    }, Math.min(delay, 2 ** 31 - 1));
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  // ------------------------------------------------------- cross-tab sync
+
+  private post(msg: PeerMessage): void {
+    try {
+      this.channel?.postMessage(msg);
+    } catch {
+      /* channel closed */
+    }
+  }
+
+  private onPeerMessage(msg: PeerMessage): void {
+    if (!msg || typeof msg !== "object") return;
+    if (msg.type === "token") {
+      // Adopt the token another tab just obtained (it is the newest one).
+      if (typeof msg.accessToken === "string" && msg.accessToken !== this.token) {
+        this.setToken(msg.accessToken, msg.expiresAt, msg.lifetimeMs, msg.sessionId, msg.user);
+      }
+    } else if (msg.type === "logout") {
+      this.setSignedOut(msg.reason, false);
+    } else if (msg.type !== "refresh-failed") {
+      return;
+    }
+    this.peerResults++;
+    this.lastPeerResult = msg.type;
+    const waiters = this.peerWaiters;
+    this.peerWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private waitForPeer(seen: number): Promise<void> {
+    if (this.peerResults > seen) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, this.peerWaitMs);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.peerWaiters.push(done);
+    });
+  }
+
+  // ------------------------------------------------------------- refresh
+
+  /**
+   * Obtains a fresh access token using the refresh cookie. Concurrent calls in a tab share
+   * one request; tabs take turns through a Web Lock, and a tab that waited adopts the
+   * result another tab broadcast instead of refreshing again. Resolves true when a usable
+   * token is available, false when signed out. Network/server failures reject.
+   */
+  refresh(): Promise<boolean> {
+    if (this.inflight) return this.inflight;
+    const p = this.refreshCoordinated().finally(() => {
+      if (this.inflight === p) this.inflight = null;
+    });
+    this.inflight = p;
+    return p;
+  }
+
+  private async refreshCoordinated(): Promise<boolean> {
+    const startGen = this.generation;
+    const seen = this.peerResults;
+    const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+    if (!locks) return this.refreshLocked(startGen, seen, false);
+    let contended = false;
+    const first = await locks.request(this.lockName, { ifAvailable: true }, async (lock) => {
+      if (!lock) {
+        contended = true;
+        return false;
+      }
+      return this.refreshLocked(startGen, seen, false);
+    });
+    if (!contended) return first;
+    return locks.request(this.lockName, () => this.refreshLocked(startGen, seen, true));
+  }
+
+  private async refreshLocked(startGen: number, seen: number, waited: boolean): Promise<boolean> {
+    // Another tab may have refreshed (and broadcast its token) while we were waiting.
+    if (this.generation !== startGen && this.tokenUsable()) return true;
+    if (this.state === "signed-out" && this.generation !== startGen) return false;
+    if (waited) {
+      // The tab that held the lock posts its result before releasing it; the message may
+      // still be in flight, so give it a moment before refreshing ourselves.
+      await this.waitForPeer(seen);
+      if (this.peerResults > seen) {
+        if (this.lastPeerResult === "token" && this.tokenUsable()) return true;
+        if (this.lastPeerResult === "logout") return false;
+      }
+    }
+    return this.refreshNow();
+  }
+
+  private async refreshNow(): Promise<boolean> {
+    const csrf = readCookie(CSRF_COOKIE);
+    if (csrf === null) {
+      // No cookie-mode session in this browser: nothing to refresh (and no 401 to log).
+      this.setSignedOut("no_session", this.state === "authenticated");
+      return false;
+    }
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.base + "/auth/refresh", {
+        method: "POST",
+        credentials: "include",
+        headers: { "X-CSRF-Token": csrf },
+      });
+    } catch (err) {
+      this.post({ type: "refresh-failed" });
+      throw new GatehouseError(0, "network_error", String(err));
+    }
+    if (res.ok) {
+      this.acceptTokenResponse((await res.json()) as TokenResponse, true);
+      return true;
+    }
+    const err = await toError(res);
+    if (SESSION_END_CODES.has(err.code)) {
+      this.setSignedOut(err.code as LogoutReason, true);
+      return false;
+    }
+    this.post({ type: "refresh-failed" });
+    throw err;
+  }
+
+  /**
+   * Resumes an existing session from the refresh cookie (call once on page load).
+   * Resolves to the user, or null when there is no session.
+   */
+  async resume(): Promise<User | null> {
+    if (this.state === "authenticated" && this.tokenUsable()) return this.currentUser;
+    return (await this.refresh()) ? this.currentUser : null;
+  }
+
+  /** A usable access token (refreshing first if needed), or null when signed out. */
+  async getAccessToken(): Promise<string | null> {
+    if (this.state === "signed-out") return null;
+    if (!this.tokenUsable()) {
+      try {
+        await this.refresh();
+      } catch {
+        /* transient: fall through with whatever we have */
+      }
+    }
+    return this.token;
+  }
+
+  /**
+   * Called after a request sent with `usedToken` got 401 invalid_token. Refreshes unless the
+   * token has already been replaced since; resolves true if a retry makes sense.
+   */
+  async handleUnauthorized(usedToken: string | null): Promise<boolean> {
+    if (this.state === "signed-out") return false;
+    if (this.token !== null && this.token !== usedToken && this.tokenUsable()) return true;
+    try {
+      return await this.refresh();
+    } catch {
+      return false;
+    }
+  }
+
+  // ------------------------------------------------------- fetch wrapper
+
+  /**
+   * fetch() with the access token attached. Refreshes first if the token is (nearly)
+   * expired, and once more after a 401 invalid_token, then retries the request once.
+   * Relative URLs are resolved against baseUrl.
+   */
+  async fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    const url = typeof input === "string" && input.startsWith("/") ? this.base + input : input;
+    const original = new Request(url, init);
+    const token = await this.getAccessToken();
+    const res = await this.send(original.clone(), token);
+    if (!isInvalidToken(res) || !(await this.handleUnauthorized(token)) || this.token === null) return res;
+    return this.send(original, this.token);
+  }
+
+  private send(req: Request, token: string | null): Promise<Response> {
+    const headers = new Headers(req.headers);
+    if (token !== null) headers.set("Authorization", "Bearer " + token);
+    return this.fetchImpl(new Request(req, { headers }));
+  }
+
+  private async json<T>(path: string, init?: RequestInit): Promise<T | undefined> {
+    const res = await this.fetch(path, init);
+    if (!res.ok) throw await toError(res);
+    if (res.status === 204) return undefined;
+    return (await res.json()) as T;
+  }
+
+  // --------------------------------------------------------------- API
+
+  private async credentials(path: string, body: Record<string, unknown>): Promise<User> {
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.base + path, {
+        method: "POST",
+        credentials: "include",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new GatehouseError(0, "network_error", String(err));
+    }
+    if (!res.ok) throw await toError(res);
+    this.acceptTokenResponse((await res.json()) as TokenResponse, true);
+    return this.currentUser as User;
+  }
+
+  /** Signs in; the refresh token is set as an HttpOnly cookie by the server. */
+  login(email: string, password: string): Promise<User> {
+    return this.credentials("/auth/login", { email, password });
+  }
+
+  /** Creates an account and signs in. */
+  signup(email: string, password: string, name?: string): Promise<User> {
+    return this.credentials("/auth/signup", name === undefined ? { email, password } : { email, password, name });
+  }
+
+  /**
+   * Logs out: "local" ends this browser's session (all its tabs), "others" every other
+   * session of the user, "global" all of them including this one.
+   */
+  async logout(scope: LogoutScope = "local"): Promise<void> {
+    const token = this.state === "signed-out" ? null : await this.getAccessToken();
+    const headers: Record<string, string> = {};
+    const csrf = readCookie(CSRF_COOKIE);
+    if (csrf !== null) headers["X-CSRF-Token"] = csrf;
+    if (token !== null) headers["Authorization"] = "Bearer " + token;
+    let res: Response | null = null;
+    try {
+      // "others" keeps this session: authenticate with the access token only and do not let
+      // the response touch this browser's cookies (credentials "omit" ignores Set-Cookie).
+      const credentials: RequestCredentials = scope === "others" && token !== null ? "omit" : "include";
+      res = await this.fetchImpl(this.base + "/auth/logout?scope=" + scope, { method: "POST", credentials, headers });
+    } finally {
+      // Whatever the server said, a local/global logout signs this browser out.
+      if (scope !== "others") this.setSignedOut("logout", true);
+    }
+    if (!res.ok && !(scope !== "others" && res.status === 401)) throw await toError(res);
+  }
+
+  /** The current user, from the server. */
+  async me(): Promise<User> {
+    const body = await this.json<{ user: User }>("/auth/me");
+    return (body as { user: User }).user;
+  }
+
+  /** This user's sessions (devices); `current` marks this browser's. */
+  async sessions(): Promise<Session[]> {
+    const body = await this.json<{ sessions: Session[] }>("/auth/sessions");
+    return (body as { sessions: Session[] }).sessions;
+  }
+
+  /** Ends one of this user's sessions. */
+  async deleteSession(id: string): Promise<void> {
+    await this.json("/auth/sessions/" + encodeURIComponent(id), { method: "DELETE" });
+    if (id === this.currentSessionId) this.setSignedOut("logout", true);
+  }
+
+  /** Changes the password; every other session of the user is ended. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.json("/auth/password", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
+    });
+  }
+}

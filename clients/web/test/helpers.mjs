@@ -1,0 +1,164 @@
+// Shared helpers for the browser tests: build/start the real gatehouse binary on a free
+// port with a temp SQLite database, and launch Debian's Chromium through playwright-core.
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const webRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const repoRoot = join(webRoot, "..", "..");
+export const CI = process.env.CI === "true" || process.env.CI === "1";
+export const chromiumPath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Builds the binary unless GATEHOUSE_BIN is set; returns its path. */
+export function gatehouseBinary(dir) {
+  if (process.env.GATEHOUSE_BIN) return process.env.GATEHOUSE_BIN;
+  const bin = join(dir, "gatehouse");
+  execFileSync("go", ["build", "-o", bin, "./cmd/gatehouse"], { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] });
+  return bin;
+}
+
+/** Starts `gatehouse serve`; resolves when /healthz answers 200, rejects otherwise. */
+export async function startServer(extraArgs = []) {
+  const dir = mkdtempSync(join(tmpdir(), "gatehouse-web-"));
+  const bin = gatehouseBinary(dir);
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const args = [
+    "serve",
+    "--addr", `127.0.0.1:${port}`,
+    "--database", `sqlite:${join(dir, "gh.db")}`,
+    "--rate-limit-login", "off",
+    "--rate-limit-refresh", "off",
+    "--rate-limit-signup", "off",
+    "--log-level", "warn",
+    ...extraArgs,
+  ];
+  const proc = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  proc.stdout.on("data", (d) => (output += d));
+  proc.stderr.on("data", (d) => (output += d));
+  let exited = null;
+  proc.on("exit", (code, sig) => (exited = { code, sig }));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) throw new Error(`gatehouse exited (${JSON.stringify(exited)}) before it was healthy:\n${output}`);
+    try {
+      const r = await fetch(base + "/healthz");
+      if (r.status === 200) break;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`gatehouse did not become healthy within 30 s:\n${output}`);
+    }
+    await sleep(100);
+  }
+  return {
+    base,
+    output: () => output,
+    async stop() {
+      if (!exited) {
+        proc.kill("SIGTERM");
+        await new Promise((r) => {
+          const t = setTimeout(() => (proc.kill("SIGKILL"), r()), 5000);
+          proc.on("exit", () => (clearTimeout(t), r()));
+        });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Launches Chromium. Outside CI a missing browser yields null (tests skip); in CI it throws. */
+export async function launchBrowser() {
+  if (!existsSync(chromiumPath)) {
+    if (CI) throw new Error(`Chromium not found at ${chromiumPath} (apt-get install -y chromium)`);
+    return null;
+  }
+  return chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+  });
+}
+
+/** Creates a user through the API (body mode, so no cookies are involved). */
+export async function createUser(base, email, password = "correct horse battery staple", name = "Test User") {
+  const r = await fetch(base + "/auth/signup", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ email, password, name, token_transport: "body" }),
+  });
+  if (r.status !== 201) throw new Error(`signup ${email}: ${r.status} ${await r.text()}`);
+  const body = await r.json();
+  // Signing up opens a session; end it so tests see only the devices they sign in.
+  const out = await fetch(base + "/auth/logout?scope=local", {
+    method: "POST",
+    headers: { Authorization: "Bearer " + body.access_token },
+  });
+  if (out.status !== 204) throw new Error(`logout after signup: ${out.status} ${await out.text()}`);
+  return { email, password, name, user: body.user };
+}
+
+/** Signs in through the API in body mode (a "native app" device). */
+export async function apiLogin(base, email, password, userAgent = "GatehouseTestApp/1.0 (node)") {
+  const r = await fetch(base + "/auth/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "User-Agent": userAgent },
+    body: JSON.stringify({ email, password, token_transport: "body" }),
+  });
+  if (r.status !== 200) throw new Error(`login ${email}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+
+let n = 0;
+export const uniqueEmail = (tag) => `${tag}-${process.pid}-${Date.now()}-${n++}@example.com`;
+
+/**
+ * Collects console errors and page errors of every page in a context. `allow` filters
+ * out expected entries (e.g. the 401 network logs of a revoked session).
+ */
+export function watchConsole(context) {
+  const errors = [];
+  const attach = (page) => {
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(`${page.url()} console.error: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => errors.push(`${page.url()} pageerror: ${e.message}`));
+  };
+  context.pages().forEach(attach);
+  context.on("page", attach);
+  return errors;
+}
+
+/** Counts POST /auth/refresh requests made by a browser context. */
+export function countRefreshes(context) {
+  const c = { n: 0, statuses: [] };
+  context.on("request", (req) => {
+    if (req.method() === "POST" && new URL(req.url()).pathname === "/auth/refresh") c.n++;
+  });
+  context.on("response", (res) => {
+    const req = res.request();
+    if (req.method() === "POST" && new URL(req.url()).pathname === "/auth/refresh") c.statuses.push(res.status());
+  });
+  return c;
+}
