@@ -1,0 +1,239 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/password"
+	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/revoke"
+	"github.com/gatehouse/gatehouse/store/sqlite"
+	"github.com/gatehouse/gatehouse/token"
+)
+
+// clock is a settable clock shared by the service, the revoker and the
+// limiter, so expiry and grace windows are tested without sleeping.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Login(string)        {}
+func (nopObserver) Refresh(string)      {}
+func (nopObserver) Revoked(string, int) {}
+
+const (
+	grace  = 10 * time.Second
+	idle   = time.Hour
+	maxAge = 3 * time.Hour
+)
+
+func newService(t *testing.T) (*auth.Service, *clock) {
+	t.Helper()
+	ctx := context.Background()
+	clk := &clock{now: time.Now().UTC()}
+	st, err := sqlite.Open(ctx, t.TempDir()+"/gh.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, err := token.NewKeys(st, token.Config{
+		Algorithm: token.AlgEdDSA, Issuer: "https://issuer.test", Audience: "aud",
+		TTL: 10 * time.Minute, Leeway: 30 * time.Second, SealKey: make([]byte, 32),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.Load(ctx, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := token.NewRefreshCodec([]byte(strings.Repeat("r", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	rctx, cancel := context.WithCancel(ctx)
+	rev := revoke.New(st, nil, revoke.Config{Window: time.Hour, StaleAfter: 24 * time.Hour, Now: clk.Now}, logger)
+	if err := rev.Start(rctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); rev.Wait() })
+	svc := auth.New(auth.Config{
+		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
+		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second,
+	}, auth.Deps{
+		Store: st, Signer: keys, RefreshCodec: codec,
+		Hasher:  password.NewHasher(password.DefaultParams(), 2, 16),
+		Revoker: rev, Limiter: ratelimit.NewMemory(clk.Now), Observer: nopObserver{},
+		Logger: logger, Now: clk.Now,
+	})
+	return svc, clk
+}
+
+var client = auth.Client{IP: "192.0.2.1", UserAgent: "test", Transport: gatehouse.TransportBody}
+
+func signup(t *testing.T, svc *auth.Service, email string) auth.Grant {
+	t.Helper()
+	g, err := svc.Signup(context.Background(), auth.SignupInput{Email: email, Password: "a long and unusual passphrase"}, client)
+	if err != nil {
+		t.Fatalf("signup: %v", err)
+	}
+	return g
+}
+
+func TestRotationGraceAndReuse(t *testing.T) {
+	svc, clk := newService(t)
+	ctx := context.Background()
+	g0 := signup(t, svc, "ada@example.com")
+	other := signup(t, svc, "bob@example.com")
+
+	g1, err := svc.Refresh(ctx, g0.RefreshToken, client)
+	if err != nil {
+		t.Fatalf("first refresh: %v", err)
+	}
+	if g1.RefreshToken == g0.RefreshToken {
+		t.Fatal("refresh did not rotate")
+	}
+	// Within the grace window the predecessor converges on the same successor.
+	clk.Advance(grace - time.Second)
+	replay, err := svc.Refresh(ctx, g0.RefreshToken, client)
+	if err != nil || replay.RefreshToken != g1.RefreshToken {
+		t.Fatalf("grace replay = %q, %v; want the same successor %q", replay.RefreshToken, err, g1.RefreshToken)
+	}
+	// Past the window the predecessor is theft: the session dies, with its
+	// newest refresh token and its access tokens.
+	clk.Advance(2 * time.Second)
+	if _, err := svc.Refresh(ctx, g0.RefreshToken, client); !errors.Is(err, auth.ErrRefreshReused) {
+		t.Fatalf("reuse after grace: %v, want ErrRefreshReused", err)
+	}
+	if _, err := svc.Refresh(ctx, g1.RefreshToken, client); err == nil {
+		t.Fatal("newest token of a reused session still refreshes")
+	}
+	if _, err := svc.Authenticate(ctx, g1.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("access token of a reused session: %v, want ErrInvalidToken", err)
+	}
+	// Another user's session is untouched.
+	if _, err := svc.Authenticate(ctx, other.AccessToken); err != nil {
+		t.Fatalf("other session affected: %v", err)
+	}
+}
+
+func TestForgedTokenRevokesNothing(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	g := signup(t, svc, "ada@example.com")
+	sid, _, _ := strings.Cut(g.RefreshToken, ".")
+	for _, forged := range []string{
+		sid + ".AAAAAAAAAAGBcs9ZWRakR_IevG9DKv7fgtgTh-dDGT7LKcLLT10WEQ",
+		sid + ".",
+		g.RefreshToken[:len(g.RefreshToken)-1],
+		"garbage",
+	} {
+		if _, err := svc.Refresh(ctx, forged, client); !errors.Is(err, auth.ErrInvalidRefresh) {
+			t.Fatalf("forged %q: %v, want ErrInvalidRefresh", forged, err)
+		}
+	}
+	if _, err := svc.Refresh(ctx, g.RefreshToken, client); err != nil {
+		t.Fatalf("genuine token after forgeries: %v", err)
+	}
+}
+
+func TestIdleAndAbsoluteExpiry(t *testing.T) {
+	svc, clk := newService(t)
+	ctx := context.Background()
+	g := signup(t, svc, "ada@example.com")
+	clk.Advance(idle + time.Second)
+	if _, err := svc.Refresh(ctx, g.RefreshToken, client); !errors.Is(err, auth.ErrInvalidRefresh) {
+		t.Fatalf("idle session: %v, want ErrInvalidRefresh", err)
+	}
+
+	g = signup(t, svc, "bob@example.com")
+	// Keep it busy, but past the absolute lifetime it ends anyway.
+	tok := g.RefreshToken
+	for i := 0; i < 4; i++ {
+		clk.Advance(maxAge/4 + time.Second)
+		next, err := svc.Refresh(ctx, tok, client)
+		if i == 3 {
+			if !errors.Is(err, auth.ErrInvalidRefresh) {
+				t.Fatalf("past max age: %v, want ErrInvalidRefresh", err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+		tok = next.RefreshToken
+	}
+}
+
+func TestRoleChangesInOneSecondRevokeTheTokenBetweenThem(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	g := signup(t, svc, "ada@example.com")
+	admin := gatehouse.RoleAdmin
+	if _, err := svc.UpdateUser(ctx, g.User.ID, &admin, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(ctx, g.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("token from before the promotion: %v, want ErrInvalidToken", err)
+	}
+	promoted, err := svc.Refresh(ctx, g.RefreshToken, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.Authenticate(ctx, promoted.AccessToken)
+	if err != nil || p.Role != gatehouse.RoleAdmin {
+		t.Fatalf("promoted token: %+v, %v", p, err)
+	}
+	user := gatehouse.RoleUser
+	if _, err := svc.UpdateUser(ctx, g.User.ID, &user, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(ctx, promoted.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("admin token after demotion: %v, want ErrInvalidToken", err)
+	}
+}
+
+func TestLoginAnswersAlikeForUnknownWrongAndDisabled(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	signup(t, svc, "ada@example.com")
+	signup(t, svc, "off@example.com")
+	off, err := svc.Store.UserByEmail(ctx, "off@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	if _, err := svc.UpdateUser(ctx, off.ID, nil, &yes); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []auth.LoginInput{
+		{Email: "nobody@example.com", Password: "a long and unusual passphrase"},
+		{Email: "ada@example.com", Password: "a wrong passphrase entirely"},
+		{Email: "off@example.com", Password: "a long and unusual passphrase"},
+	} {
+		if _, err := svc.Login(ctx, in, client); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatalf("login %s: %v, want ErrInvalidCredentials", in.Email, err)
+		}
+	}
+	if _, err := svc.Login(ctx, auth.LoginInput{Email: "ADA@example.com", Password: "a long and unusual passphrase"}, client); err != nil {
+		t.Fatalf("case-insensitive login: %v", err)
+	}
+
+}
