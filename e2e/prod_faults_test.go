@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,12 @@ func TestProdRedisOutage(t *testing.T) {
 	checkRateLimited(t, login(a))
 
 	// Revocations reach the other instance through the database poll.
+	// (First give A's subscription a moment to notice the dead connection,
+	// which its /readyz detail reports; until then a publish may still be
+	// tried and time out.)
+	prodUntil(3*time.Second, func() bool {
+		return strings.Contains(a.do(t, "GET", "/readyz", nil).String(), "subscribed")
+	})
 	x := a.newUser(t, true)
 	expect(t, b.meWith(t, x.Access()), http.StatusOK, "")
 	logoutStart := time.Now()
