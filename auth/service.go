@@ -225,7 +225,14 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		s.Observer.Login("invalid")
 		return Grant{}, ErrInvalidCredentials
 	}
-	u, err := s.Store.UserByEmail(ctx, in.Email)
+	var u gatehouse.User
+	err := gatehouse.ErrNotFound
+	if checkEmail(in.Email) == "" {
+		// Only addresses that sign-up accepts can belong to anyone; others
+		// (such as non-ASCII ones that Unicode case folding maps onto an
+		// ASCII address) are treated as unknown without a lookup.
+		u, err = s.Store.UserByEmail(ctx, in.Email)
+	}
 	ok := false
 	switch {
 	case errors.Is(err, gatehouse.ErrNotFound):
@@ -656,21 +663,6 @@ func (s *Service) limit(ctx context.Context, key string, r ratelimit.Rate) error
 		// here means even that failed, and refusing every login over it
 		// would be worse than not limiting one request.
 		s.Logger.Warn("rate limiter", "key_kind", key[:min(len(key), 12)], "err", err)
-		return nil
-	}
-	if !res.Allowed {
-		return &RateLimitError{RetryAfter: res.RetryAfter}
-	}
-	return nil
-}
-
-func (s *Service) peek(ctx context.Context, key string, r ratelimit.Rate) error {
-	if r.Off() {
-		return nil
-	}
-	res, err := s.Limiter.Peek(ctx, key, r)
-	if err != nil {
-		s.Logger.Warn("rate limiter", "err", err)
 		return nil
 	}
 	if !res.Allowed {

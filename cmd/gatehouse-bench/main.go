@@ -442,7 +442,23 @@ func postgresScenarios(ctx context.Context, o *options, bin, dir string, client 
 			r.reference, r.refValue = "pgbench tps", p.value
 		}
 	}
-	return append(rows, r)
+	rows = append(rows, r)
+
+	// GET /auth/me on the production backend: the access tokens from the
+	// worker logins are still live (the refresh loop rotated only their
+	// refresh tokens), and revocation checks stay on.
+	logf("me-postgres: GET /auth/me, %d workers, %s", o.workers, o.dur)
+	me := runLoad(ctx, o.workers, o.warmup, o.dur, func(w int) op { return meOp(client, srv.base, sessions[w].AccessToken) })
+	mr := row{scenario: "me (GET /auth/me, PostgreSQL)", res: me, value: me.rps(), target: 0.50}
+	if withRedis {
+		mr.scenario = "me (GET /auth/me, PostgreSQL+Redis)"
+	}
+	for _, p := range rows {
+		if strings.HasPrefix(p.scenario, "hello-world") && p.failed == "" {
+			mr.reference, mr.refValue = "hello-world", p.value
+		}
+	}
+	return append(rows, mr)
 }
 
 func fmtDur(d time.Duration) string {
