@@ -94,7 +94,8 @@ type Deps struct {
 // Service implements every Gatehouse operation.
 type Service struct {
 	Deps
-	cfg Config
+	cfg   Config
+	users *userCache
 }
 
 // New returns a Service.
@@ -102,7 +103,7 @@ func New(cfg Config, deps Deps) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{Deps: deps, cfg: cfg}
+	return &Service{Deps: deps, cfg: cfg, users: newUserCache()}
 }
 
 // Client describes the caller of a request: where it comes from, what it
@@ -496,6 +497,10 @@ func (s *Service) EndOwnSession(ctx context.Context, p Principal, sid string) er
 
 // Me returns the caller's user.
 func (s *Service) Me(ctx context.Context, p Principal) (gatehouse.User, error) {
+	readAt := s.Now()
+	if u, ok := s.users.get(p.UserID, p.IssuedAt, readAt); ok {
+		return u, nil
+	}
 	u, err := s.Store.UserByID(ctx, p.UserID)
 	if errors.Is(err, gatehouse.ErrNotFound) {
 		return gatehouse.User{}, ErrInvalidToken
@@ -503,6 +508,7 @@ func (s *Service) Me(ctx context.Context, p Principal) (gatehouse.User, error) {
 	if err != nil {
 		return gatehouse.User{}, fmt.Errorf("me: %w", err)
 	}
+	s.users.put(u, readAt, s.Now())
 	return u, nil
 }
 
@@ -601,6 +607,7 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 	if err != nil {
 		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
 	}
+	s.users.forget(userID)
 	rev := gatehouse.Revocation{Kind: gatehouse.RevokeUserBefore, Subject: userID, At: cutoff, ExpiresAt: s.revocationExpiry(cutoff)}
 	if err := s.Store.AddRevocation(ctx, rev); err != nil {
 		return gatehouse.User{}, fmt.Errorf("update user: record revocation: %w", err)

@@ -186,6 +186,13 @@ func TestRoleChangesInOneSecondRevokeTheTokenBetweenThem(t *testing.T) {
 	svc, _ := newService(t)
 	ctx := context.Background()
 	g := signup(t, svc, "ada@example.com")
+	before, err := svc.Authenticate(ctx, g.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := svc.Me(ctx, before); err != nil || u.Role != gatehouse.RoleUser {
+		t.Fatalf("Me before promotion: role %q, %v", u.Role, err)
+	}
 	admin := gatehouse.RoleAdmin
 	if _, err := svc.UpdateUser(ctx, g.User.ID, &admin, nil); err != nil {
 		t.Fatal(err)
@@ -200,6 +207,11 @@ func TestRoleChangesInOneSecondRevokeTheTokenBetweenThem(t *testing.T) {
 	p, err := svc.Authenticate(ctx, promoted.AccessToken)
 	if err != nil || p.Role != gatehouse.RoleAdmin {
 		t.Fatalf("promoted token: %+v, %v", p, err)
+	}
+	// Me reads through a cache, which must not serve the user as read
+	// before the promotion to a token issued after it.
+	if u, err := svc.Me(ctx, p); err != nil || u.Role != gatehouse.RoleAdmin {
+		t.Fatalf("Me after promotion: role %q, %v; want admin", u.Role, err)
 	}
 	user := gatehouse.RoleUser
 	if _, err := svc.UpdateUser(ctx, g.User.ID, &user, nil); err != nil {
