@@ -84,12 +84,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a, ok := h.assets[name]
 	if !ok || strings.Contains(name, "..") {
-		problem(w, http.StatusNotFound, "Not Found", "not_found")
+		problem(w, http.StatusNotFound, "Not found", "No such resource.", "not_found")
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		problem(w, http.StatusMethodNotAllowed, "Method Not Allowed", "method_not_allowed")
+		problem(w, http.StatusMethodNotAllowed, "Method not allowed", "This method is not allowed on this endpoint.", "method_not_allowed")
 		return
 	}
 	hd := w.Header()
@@ -119,10 +119,12 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
-func problem(w http.ResponseWriter, status int, title, code string) {
+// problem writes the same RFC 9457 body as the rest of the API (httpapi),
+// whose package this one does not import to stay a leaf.
+func problem(w http.ResponseWriter, status int, title, detail, code string) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(`{"type":"about:blank","title":"` + title + `","status":` +
-		strconv.Itoa(status) + `,"detail":"` + title + `","code":"` + code + `"}`))
+	_, _ = w.Write([]byte(`{"type":"https://gatehouse.dev/problems/` + code + `","title":"` + title + `","status":` +
+		strconv.Itoa(status) + `,"detail":"` + detail + `","code":"` + code + `"}`))
 }

@@ -15,9 +15,20 @@ var (
 	ErrInvalidRefresh     = errors.New("invalid refresh token")
 	ErrRefreshReused      = errors.New("refresh token reused")
 	ErrForbidden          = errors.New("forbidden")
-	ErrWeakPassword       = errors.New("password is too common")
-	ErrBusy               = errors.New("too many logins in progress")
+	// ErrWeakPassword matches every *WeakPasswordError.
+	ErrWeakPassword = errors.New("password is too common")
+	ErrBusy         = errors.New("too many logins in progress")
 )
+
+// WeakPasswordError says which password field holds a too-common password.
+type WeakPasswordError struct {
+	Field string
+}
+
+func (e *WeakPasswordError) Error() string { return e.Field + ": " + ErrWeakPassword.Error() }
+
+// Is makes errors.Is(err, ErrWeakPassword) true.
+func (e *WeakPasswordError) Is(target error) bool { return target == ErrWeakPassword }
 
 // FieldError names one invalid input field.
 type FieldError struct {

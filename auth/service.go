@@ -515,8 +515,15 @@ func (s *Service) Me(ctx context.Context, p Principal) (gatehouse.User, error) {
 // ChangePassword checks the current password, sets the new one and ends
 // every other session of the user; the calling session stays.
 func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next string) error {
+	var fields []FieldError
 	if current == "" {
-		return invalid("current_password", "is required")
+		fields = append(fields, FieldError{Field: "current_password", Message: "is required"})
+	}
+	if next == "" {
+		fields = append(fields, FieldError{Field: "new_password", Message: "is required"})
+	}
+	if len(fields) > 0 {
+		return &ValidationError{Fields: fields}
 	}
 	if err := checkPassword("new_password", next); err != nil {
 		return err

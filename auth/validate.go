@@ -37,7 +37,7 @@ func validateSignup(in SignupInput) error {
 	if len(fields) > 0 {
 		return &ValidationError{Fields: fields}
 	}
-	return pwErr // nil or ErrWeakPassword
+	return pwErr // nil or a *WeakPasswordError
 }
 
 // checkEmail accepts a bare addr-spec in ASCII. Non-ASCII addresses are
@@ -51,7 +51,10 @@ func checkEmail(email string) string {
 		return "is too long"
 	}
 	for _, r := range email {
-		if r > unicode.MaxASCII || r <= ' ' || r == 0x7f {
+		if r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "must not contain spaces or control characters"
+		}
+		if r > unicode.MaxASCII {
 			return "must be a plain ASCII email address"
 		}
 	}
@@ -61,11 +64,31 @@ func checkEmail(email string) string {
 	}
 	at := strings.LastIndexByte(email, '@')
 	local, domain := email[:at], email[at+1:]
-	if len(local) > 64 || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
-		strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") || strings.ContainsAny(domain, "[]") {
+	if len(local) > 64 || !validDomain(domain) {
 		return "is not a valid email address"
 	}
 	return ""
+}
+
+// validDomain accepts a DNS host name of at least two labels: letters,
+// digits and inner hyphens, at most 63 bytes a label (RFC 1035, 5890).
+func validDomain(domain string) bool {
+	labels := strings.Split(domain, ".")
+	if len(labels) < 2 || len(domain) > 253 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func checkName(name string) string {
@@ -89,7 +112,7 @@ func checkPassword(field, pw string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, password.ErrCommon):
-		return ErrWeakPassword
+		return &WeakPasswordError{Field: field}
 	case errors.Is(err, password.ErrTooShort):
 		return invalid(field, "must be at least 8 characters")
 	case errors.Is(err, password.ErrTooLong):

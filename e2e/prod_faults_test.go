@@ -68,7 +68,7 @@ func TestProdRedisOutage(t *testing.T) {
 	// which its /readyz detail reports; until then a publish may still be
 	// tried and time out.)
 	prodUntil(3*time.Second, func() bool {
-		return strings.Contains(a.do(t, "GET", "/readyz", nil).String(), "subscribed")
+		return strings.Contains(a.do(t, "GET", "/readyz", nil).String(), "redis subscription down")
 	})
 	x := a.newUser(t, true)
 	expect(t, b.meWith(t, x.Access()), http.StatusOK, "")
@@ -247,6 +247,17 @@ func TestProdDatabaseOutage(t *testing.T) {
 		took, r := prodUntilStatus(t, s, 10*time.Second, http.StatusServiceUnavailable, "/readyz")
 		expect(t, r, http.StatusServiceUnavailable, "")
 		t.Logf("%s: /readyz 503 %v after the database went away", s.base, took.Round(time.Millisecond))
+		// Six seconds in, the revocation poll has failed too; its driver
+		// error must stay in the logs, not reach the answer.
+		if _, stale := prodUntil(8*time.Second, func() bool {
+			return strings.Contains(s.do(t, "GET", "/readyz", nil).String(), "revocation state not current")
+		}); stale {
+			if body := s.do(t, "GET", "/readyz", nil).String(); strings.Contains(body, "dial") || strings.Contains(body, "postgres") || strings.Contains(body, "127.0.0.1") {
+				t.Errorf("/readyz leaks driver details: %s", body)
+			}
+		} else {
+			t.Errorf("/readyz never reported the stale revocation state")
+		}
 	}
 	for _, s := range []*server{closed, open} {
 		loginReq := func() *resp {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -209,24 +210,27 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return invalidField("scope", "must be local, others or global")
 	}
+	// A Bearer token identifies the session; failing that, a refresh
+	// token does, so a native app whose access token has expired can still
+	// log out with its refresh token.
 	var userID, sid string
-	if _, present := bearerToken(r); present {
-		p, err := s.authenticate(r)
-		if err != nil {
-			return err
-		}
+	p, bearerErr := s.authenticate(r)
+	if bearerErr == nil {
 		userID, sid = p.UserID, p.SessionID
-		// Drain and check any body the same way as other endpoints.
-		if _, err := readBody(r, &struct{}{}, true); err != nil {
+		// Check any body the same way as other endpoints.
+		if _, err := readBody(r, &refreshRequest{}, true); err != nil {
 			return err
 		}
 	} else {
+		if !errors.Is(bearerErr, errNoCredentials) && !errors.Is(bearerErr, auth.ErrInvalidToken) {
+			return bearerErr // e.g. revocation state unavailable: 503
+		}
 		raw, _, ok, err := s.presentedRefresh(r)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return errNoCredentials
+			return bearerErr
 		}
 		sess, err := s.auth.SessionFromRefresh(r.Context(), raw)
 		if err != nil {
@@ -248,13 +252,16 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 
 // authenticate verifies the Bearer token of a request.
 func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
-	if r.URL.Query().Has("access_token") {
-		// RFC 6750 allows tokens in URLs; we never accept them, and say so.
-		return auth.Principal{}, auth.ErrInvalidToken
-	}
+	// Only the Authorization header is read: RFC 6750 also allows tokens
+	// in URLs, which leak into logs; Gatehouse never accepts them, so an
+	// ?access_token= alone is "no credentials", and beside a header it is
+	// a second method of presenting a token, which RFC 6750 forbids.
 	tok, present := bearerToken(r)
 	if !present {
 		return auth.Principal{}, errNoCredentials
+	}
+	if r.URL.Query().Has("access_token") {
+		return auth.Principal{}, auth.ErrInvalidToken
 	}
 	if tok == "" {
 		return auth.Principal{}, auth.ErrInvalidToken
@@ -301,6 +308,9 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if _, err := readBody(r, &struct{}{}, true); err != nil {
+		return err
+	}
 	if err := s.auth.EndOwnSession(r.Context(), p, r.PathValue("id")); err != nil {
 		return err
 	}
@@ -329,35 +339,48 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// userIDPattern matches the ids Gatehouse issues (UUIDs), so a malformed
-// pagination cursor is a 422 rather than an empty page.
-var userIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+// The id shapes Gatehouse issues (UUIDs for users, 128 random bits in
+// base64url for sessions), so a malformed pagination cursor is a 422
+// rather than an empty page.
+var (
+	userIDPattern    = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
+)
 
 const (
 	defaultPageSize = 50
 	maxPageSize     = 200
 )
 
+// pageParams reads and checks the limit and after query parameters.
+func pageParams(r *http.Request, idPattern *regexp.Regexp, idKind string) (limit int, after string, err error) {
+	q := r.URL.Query()
+	limit = defaultPageSize
+	var fields []auth.FieldError
+	if v := q.Get("limit"); q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize || len(q["limit"]) > 1 {
+			fields = append(fields, auth.FieldError{Field: "limit", Message: "must be one integer from 1 to 200"})
+		}
+		limit = n
+	}
+	after = q.Get("after")
+	if q.Has("after") && (!idPattern.MatchString(after) || len(q["after"]) > 1) {
+		fields = append(fields, auth.FieldError{Field: "after", Message: "must be a " + idKind + " id"})
+	}
+	if len(fields) > 0 {
+		return 0, "", &auth.ValidationError{Fields: fields}
+	}
+	return limit, after, nil
+}
+
 func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authenticateAdmin(r); err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	limit := defaultPageSize
-	var fields []auth.FieldError
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			fields = append(fields, auth.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
-		}
-		limit = n
-	}
-	after := q.Get("after")
-	if q.Has("after") && !userIDPattern.MatchString(after) {
-		fields = append(fields, auth.FieldError{Field: "after", Message: "must be a user id"})
-	}
-	if len(fields) > 0 {
-		return &auth.ValidationError{Fields: fields}
+	limit, after, err := pageParams(r, userIDPattern, "user")
+	if err != nil {
+		return err
 	}
 	// One extra row tells whether there is a next page.
 	users, err := s.auth.ListUsers(r.Context(), after, limit+1)
@@ -382,11 +405,27 @@ func (s *Server) adminUserSessions(w http.ResponseWriter, r *http.Request) error
 	if _, err := s.authenticateAdmin(r); err != nil {
 		return err
 	}
+	limit, after, err := pageParams(r, sessionIDPattern, "session")
+	if err != nil {
+		return err
+	}
 	list, err := s.auth.UserSessions(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": s.toSessionsJSON(list, "", false)})
+	// A user's live sessions are few (one per device), so they are paged
+	// in memory, in the store's order (newest first).
+	if after != "" {
+		i := slices.IndexFunc(list, func(sess gatehouse.Session) bool { return sess.ID == after })
+		list = list[i+1:] // an unknown cursor (i = -1) starts at the top
+	}
+	var next *string
+	if len(list) > limit {
+		list = list[:limit]
+		id := list[limit-1].ID
+		next = &id
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": s.toSessionsJSON(list, "", false), "next": next})
 	return nil
 }
 
@@ -418,6 +457,9 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) adminDeleteSession(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authenticateAdmin(r); err != nil {
+		return err
+	}
+	if _, err := readBody(r, &struct{}{}, true); err != nil {
 		return err
 	}
 	if err := s.auth.AdminEndSession(r.Context(), r.PathValue("id")); err != nil {
@@ -470,11 +512,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.ready(ctx); err != nil {
-		writeProblem(w, problem{
-			Type: "https://gatehouse.dev/problems/unavailable", Title: titles["unavailable"],
-			Status: http.StatusServiceUnavailable, Code: "unavailable", Detail: "Not ready: " + err.Error(),
-		})
-		return nil
+		// Ready names the failing dependencies in fixed words; their
+		// driver errors stay in the logs.
+		return &requestError{http.StatusServiceUnavailable, "unavailable", "Not ready: " + err.Error() + "."}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil

@@ -70,6 +70,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		reqErr   *requestError
 		valErr   *auth.ValidationError
 		limitErr *auth.RateLimitError
+		weakErr  *auth.WeakPasswordError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -77,9 +78,9 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case errors.As(err, &valErr):
 		p.Status, p.Code, p.Detail = http.StatusUnprocessableEntity, "validation_failed", "One or more fields are invalid."
 		p.Errors = valErr.Fields
-	case errors.Is(err, auth.ErrWeakPassword):
+	case errors.As(err, &weakErr):
 		p.Status, p.Code, p.Detail = http.StatusUnprocessableEntity, "weak_password", "This password is too common; choose another."
-		p.Errors = []auth.FieldError{{Field: "password", Message: "is too common"}}
+		p.Errors = []auth.FieldError{{Field: weakErr.Field, Message: "is too common"}}
 	case errors.Is(err, gatehouse.ErrEmailTaken):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "email_taken", "An account with this email already exists."
 	case errors.Is(err, auth.ErrInvalidCredentials):
@@ -132,7 +133,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		// Only our own response types reach here; they always marshal.
-		http.Error(w, `{"code":"internal"}`, http.StatusInternalServerError)
+		writeProblem(w, problem{Type: "https://gatehouse.dev/problems/internal", Title: titles["internal"],
+			Status: http.StatusInternalServerError, Code: "internal", Detail: "The server failed to encode its answer."})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

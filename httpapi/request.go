@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"mime"
@@ -34,7 +35,9 @@ func readBody(r *http.Request, v any, optional bool) (bool, error) {
 	if len(data) > maxBody {
 		return false, errTooLarge
 	}
-	if len(data) == 0 {
+	if len(data) == 0 || (optional && r.Header.Get("Content-Type") == "" && isEmptyObject(data)) {
+		// Body-less POSTs (cookie-mode refresh and logout) need no
+		// Content-Type, and "{}" sent without one means the same.
 		if optional {
 			return false, nil
 		}
@@ -58,6 +61,10 @@ func readBody(r *http.Request, v any, optional bool) (bool, error) {
 		return false, badRequest(detail)
 	}
 	return true, nil
+}
+
+func isEmptyObject(data []byte) bool {
+	return string(bytes.TrimSpace(data)) == "{}"
 }
 
 func isJSON(r *http.Request) bool {

@@ -73,8 +73,9 @@ func New(cfg Config, deps Deps) *Server {
 	s.route("/.well-known/openid-configuration", map[string]handlerFunc{http.MethodGet: s.openIDConfig})
 	s.route("/healthz", map[string]handlerFunc{http.MethodGet: s.healthz})
 	s.route("/readyz", map[string]handlerFunc{http.MethodGet: s.readyz})
+	metricsHandler := s.metrics.Handler()
 	s.route("/metrics", map[string]handlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) error {
-		s.metrics.Handler().ServeHTTP(w, r)
+		metricsHandler.ServeHTTP(&prometheusText{ResponseWriter: w}, r)
 		return nil
 	}})
 	if deps.Account != nil {
@@ -99,11 +100,18 @@ func (s *Server) route(pattern string, byMethod map[string]handlerFunc) {
 	for m := range byMethod {
 		allow = append(allow, m)
 	}
+	if _, ok := byMethod[http.MethodGet]; ok {
+		allow = append(allow, http.MethodHead)
+	}
 	allow = append(allow, http.MethodOptions)
 	sort.Strings(allow)
 	allowHeader := strings.Join(allow, ", ")
 	s.mux.Handle(pattern, s.observe(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, ok := byMethod[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			// HEAD is GET without a body (RFC 9110); net/http drops the body.
+			h, ok = byMethod[http.MethodGet]
+		}
 		if !ok {
 			w.Header().Set("Allow", allowHeader)
 			if r.Method == http.MethodOptions {
@@ -129,4 +137,27 @@ func methodsOnly(h http.Handler, s *Server) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// prometheusText pins the /metrics content type to Prometheus's classic
+// text format name, which API.md promises; promhttp appends negotiation
+// parameters (escaping=...) that some scrapers and checks do not expect.
+type prometheusText struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (p *prometheusText) WriteHeader(code int) {
+	if !p.wrote && code == http.StatusOK {
+		p.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	}
+	p.wrote = true
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *prometheusText) Write(b []byte) (int, error) {
+	if !p.wrote {
+		p.WriteHeader(http.StatusOK)
+	}
+	return p.ResponseWriter.Write(b)
 }

@@ -168,13 +168,13 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 
 	payload, err := tok.Verify(key.verify)
 	if err != nil {
-		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	// encoding/json rather than go-jose's older fork of it (what
 	// jwt.JSONWebToken.Claims uses): same result, about twice as fast.
 	var pc parsedClaims
 	if err := json.Unmarshal(payload, &pc); err != nil {
-		return Claims{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
+		return Claims{}, fmt.Errorf("%w: claims: %w", ErrInvalidToken, err)
 	}
 	c, err := k.checkClaims(&pc, now)
 	if err == nil {

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -39,6 +41,9 @@ func openBackend(ctx context.Context, c *config, migrate bool) (*backend, error)
 		if path == "" {
 			return nil, errors.New("--database sqlite: needs a path, e.g. sqlite:gatehouse.db or sqlite::memory:")
 		}
+		if err := createPrivate(path); err != nil {
+			return nil, err
+		}
 		st, err := sqlite.Open(ctx, path)
 		if err != nil {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -51,10 +56,10 @@ func openBackend(ctx context.Context, c *config, migrate bool) (*backend, error)
 	case strings.HasPrefix(c.Database, "postgres://"), strings.HasPrefix(c.Database, "postgresql://"):
 		b.postgres = true
 		var err error
-		// `gatehouse migrate` touches no secret and takes only --database
-		// (API.md), so it must not demand a master key here; everything
-		// else on PostgreSQL needs one.
-		if !c.schemaOnly {
+		// `gatehouse migrate` and `user create` touch no secret and take
+		// only --database (API.md), so they must not demand a master key
+		// here; everything else on PostgreSQL needs one.
+		if !c.noSecrets {
 			if b.master, err = loadMaster(c, ""); err != nil {
 				return nil, err
 			}
@@ -171,4 +176,21 @@ func limiterFor(mem *ratelimit.Memory, red *ratelimit.Redis) ratelimit.Limiter {
 		return red
 	}
 	return mem
+}
+
+// createPrivate creates a new SQLite file with mode 0600 before SQLite does
+// (with 0644): it holds password hashes. SQLite gives its -wal and -shm
+// files the database file's mode.
+func createPrivate(path string) error {
+	if path == sqlite.Memory {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	return f.Close()
 }

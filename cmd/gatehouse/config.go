@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -39,9 +41,9 @@ type config struct {
 	HashQueue      int
 	ShutdownGrace  time.Duration
 
-	// schemaOnly: the caller only migrates (gatehouse migrate), so on
-	// PostgreSQL no master key is needed.
-	schemaOnly bool
+	// noSecrets: the command touches no secret (migrate, user create), so
+	// on PostgreSQL no master key is needed.
+	noSecrets bool
 
 	// Parsed forms.
 	origins     []string
@@ -120,7 +122,12 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errors.New("usage: see README.md for flags")
+			var b strings.Builder
+			fmt.Fprintf(&b, "usage: gatehouse %s [flags]\n\nEvery flag is also an environment variable: --access-ttl is GATEHOUSE_ACCESS_TTL.\n\n", fs.Name())
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+			return &helpRequest{text: b.String()}
 		}
 		return err
 	}
@@ -144,6 +151,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 	return err
 }
 
+// helpRequest carries the usage text asked for with -h or --help.
+type helpRequest struct{ text string }
+
+func (h *helpRequest) Error() string { return h.text }
+
 // validate checks and parses the serve settings.
 func (c *config) validate() error {
 	for _, d := range []struct {
@@ -162,14 +174,31 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("--signing-alg must be EdDSA, ES256 or HS256, not %q", c.SigningAlg)
 	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("--addr must be HOST:PORT, e.g. 127.0.0.1:8080, not %q", c.Addr)
+	}
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Addr
+	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("--issuer must be an http(s) URL such as https://auth.example.com, not %q", c.Issuer)
 	}
 	for _, o := range splitList(c.AllowedOrigins) {
-		if o == "*" || o == "null" || !strings.Contains(o, "://") || strings.HasSuffix(o, "/") {
-			return fmt.Errorf("--allowed-origins: %q is not an origin like https://app.example.com", o)
+		// Browsers send the serialized origin: lower-case scheme and
+		// host, no default port, no path. Anything else never matches,
+		// so it is a configuration mistake worth stopping for.
+		if !isSerializedOrigin(o) {
+			return fmt.Errorf("--allowed-origins: %q is not an origin like https://app.example.com (lower case, no path, no default port)", o)
 		}
 		c.origins = append(c.origins, o)
+	}
+	if c.HashWorkers < 0 || c.HashQueue < 0 {
+		return errors.New("--hash-workers and --hash-queue must not be negative")
+	}
+	if c.ShutdownGrace < 0 {
+		return errors.New("--shutdown-grace must not be negative")
+	}
+	if c.MasterKey != "" && c.MasterKeyFile != "" {
+		return errors.New("give either --master-key or --master-key-file, not both")
 	}
 	for _, p := range splitList(c.TrustedProxies) {
 		prefix, err := netip.ParsePrefix(p)
@@ -206,4 +235,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// isSerializedOrigin reports whether o is an origin as browsers send it in
+// the Origin header: http or https, lower-case host, no default port, no
+// path, query or fragment.
+func isSerializedOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return false
+	}
+	defaultPort := map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	if u.Port() == defaultPort {
+		return false
+	}
+	return u.Scheme+"://"+strings.ToLower(u.Host) == o
 }

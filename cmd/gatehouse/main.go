@@ -23,6 +23,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	var help *helpRequest
+	if errors.As(err, &help) {
+		fmt.Fprint(os.Stdout, help.text)
+		return
+	}
 	if err != nil {
 		// A bad configuration is exactly one line on stderr.
 		fmt.Fprintln(os.Stderr, "gatehouse: "+oneLine(err.Error()))
@@ -81,7 +86,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return err
 	}
-	c.schemaOnly = true
+	c.noSecrets = true
 	b, err := openBackend(ctx, &c, true)
 	if err != nil {
 		return err
@@ -110,6 +115,7 @@ func userCreate(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("read password from stdin: %w", err)
 	}
 	pw := strings.TrimRight(line, "\r\n")
+	c.noSecrets = true
 	b, err := openBackend(ctx, &c, !c.NoMigrate)
 	if err != nil {
 		return err

@@ -131,7 +131,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			problems = append(problems, "database unreachable")
 		}
 		if err := revoker.Ready(); err != nil {
-			problems = append(problems, "revocation state: "+err.Error())
+			// The cause (a driver error naming hosts and users) goes to
+			// the log; the answer names only the dependency.
+			logger.Warn("not ready", "err", err)
+			if strings.HasPrefix(err.Error(), "redis") {
+				problems = append(problems, "redis subscription down")
+			} else {
+				problems = append(problems, "revocation state not current")
+			}
 		}
 		if redisLimiter != nil && !redisLimiter.Healthy() {
 			problems = append(problems, "redis rate limiter degraded")
@@ -154,8 +161,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// The default (1 MiB): smaller limits make net/http answer a bare
+		// 431 without our headers; oversized tokens are refused (401)
+		// by the token package long before this.
+		MaxHeaderBytes: http.DefaultMaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("gatehouse listening", "addr", ln.Addr().String(), "database", dbKind(b), "redis", rdb != nil, "signing_alg", c.SigningAlg)
 	errc := make(chan error, 1)
