@@ -286,7 +286,9 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": toUserJSON(u, false)})
+	writeJSON(w, http.StatusOK, struct {
+		User userJSON `json:"user"`
+	}{toUserJSON(u, false)})
 	return nil
 }
 

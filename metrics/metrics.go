@@ -5,6 +5,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,10 +72,34 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// Request records one HTTP request.
-func (m *Metrics) Request(route string, status int, elapsed time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+// Route returns the request metrics of one route, resolved once so the
+// hot path skips the label lookups.
+func (m *Metrics) Route(route string) *RouteMetrics {
+	return &RouteMetrics{m: m, route: route, duration: m.duration.WithLabelValues(route), byStatus: map[int]prometheus.Counter{}}
+}
+
+// RouteMetrics counts the requests of one route.
+type RouteMetrics struct {
+	m        *Metrics
+	route    string
+	duration prometheus.Observer
+	mu       sync.RWMutex
+	byStatus map[int]prometheus.Counter
+}
+
+// Request records one HTTP request of the route.
+func (r *RouteMetrics) Request(status int, elapsed time.Duration) {
+	r.mu.RLock()
+	c, ok := r.byStatus[status]
+	r.mu.RUnlock()
+	if !ok {
+		c = r.m.requests.WithLabelValues(r.route, strconv.Itoa(status))
+		r.mu.Lock()
+		r.byStatus[status] = c
+		r.mu.Unlock()
+	}
+	c.Inc()
+	r.duration.Observe(elapsed.Seconds())
 }
 
 // Login implements auth.Observer.
