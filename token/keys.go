@@ -267,6 +267,11 @@ func (k *Keys) readStore(ctx context.Context) (*keySet, error) {
 			keys = append(keys, old)
 		}
 	}
+	if cur := k.set.Load(); cur != nil && len(keys) == len(cur.byID) {
+		// Nothing new: keep the current set, and with it the cache of
+		// verified tokens, which a periodic reload would otherwise empty.
+		return cur, nil
+	}
 	return k.newKeySet(keys), nil
 }
 

@@ -291,3 +291,27 @@ func hdrKID(t *testing.T, tok string) string {
 	}
 	return h.Kid
 }
+
+// A periodic reload that finds no new key keeps the key set, and with it
+// the cache of verified tokens; a reload that finds one replaces it.
+func TestReloadKeepsSetUntilKeysChange(t *testing.T) {
+	store := &memStore{}
+	k := newTestKeys(t, AlgEdDSA, store)
+	before := k.set.Load()
+	if err := k.Load(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if k.set.Load() != before {
+		t.Fatal("a reload without new keys replaced the key set")
+	}
+	other := newTestKeys(t, AlgEdDSA, store)
+	if _, err := other.Rotate(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Load(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if k.set.Load() == before || len(k.set.Load().byID) != 2 {
+		t.Fatal("a reload after a rotation elsewhere did not pick up the new key")
+	}
+}
