@@ -7,6 +7,7 @@ package gatehouse
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -96,6 +97,11 @@ type SigningKey struct {
 	Sealed    []byte // encrypted private key material
 	CreatedAt time.Time
 }
+
+// EmailKey is the form emails are compared by (case-insensitively,
+// API.md): backends index and look up users by it, and the login rate
+// limit is keyed by it, so all of them must fold the same way.
+func EmailKey(email string) string { return strings.ToLower(email) }
 
 // Storage errors. Backends return these (possibly wrapped) so that callers
 // can tell the cases apart without knowing the backend.

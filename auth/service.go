@@ -7,10 +7,13 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,7 +61,8 @@ type Revoker interface {
 }
 
 // Observer counts what the service does, for metrics. Results are short
-// snake_case words such as "ok", "invalid", "reused", "grace".
+// snake_case words such as "ok", "invalid", "reused", "grace"; Revoked
+// counts revocations (sessions ended, or one user-wide cutoff).
 type Observer interface {
 	Login(result string)
 	Refresh(result string)
@@ -149,7 +153,7 @@ type SignupInput struct {
 
 // Signup creates a user with role user and logs it in.
 func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, error) {
-	if err := s.limit(ctx, "signup:ip:"+c.IP, s.cfg.SignupRate); err != nil {
+	if err := s.limit(ctx, "signup:ip:"+ipLimitKey(c.IP), s.cfg.SignupRate); err != nil {
 		return Grant{}, err
 	}
 	if err := validateSignup(in); err != nil {
@@ -205,7 +209,7 @@ type LoginInput struct {
 // (one password hash), and the per-account limit is keyed by the email as
 // typed, so a limited unknown account looks like a limited real one.
 func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, error) {
-	if err := s.limit(ctx, "login:ip:"+c.IP, s.cfg.LoginRate); err != nil {
+	if err := s.limit(ctx, "login:ip:"+ipLimitKey(c.IP), s.cfg.LoginRate); err != nil {
 		s.Observer.Login("rate_limited")
 		return Grant{}, err
 	}
@@ -215,7 +219,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 	// from 40 addresses got 40 password checks under a limit of 5
 	// (TestAttackAccountLimitConcurrent). A successful login therefore
 	// spends one attempt too.
-	accountKey := "login:account:" + emailKey(in.Email)
+	accountKey := "login:account:" + accountLimitKey(in.Email)
 	if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
 		s.Observer.Login("rate_limited")
 		return Grant{}, err
@@ -293,9 +297,11 @@ func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client) 
 		RotatedAt:  now,
 		LastUsedAt: now,
 		ExpiresAt:  now.Add(s.cfg.MaxAge),
-		UserAgent:  truncate(c.UserAgent, 512),
-		IP:         c.IP,
-		Transport:  c.Transport,
+		// Header values may hold any bytes; stored text must be UTF-8
+		// (PostgreSQL refuses anything else).
+		UserAgent: truncate(strings.ToValidUTF8(c.UserAgent, "\uFFFD"), 512),
+		IP:        c.IP,
+		Transport: c.Transport,
 	}
 	if err := s.Store.CreateSession(ctx, sess); err != nil {
 		return Grant{}, fmt.Errorf("create session: %w", err)
@@ -324,7 +330,7 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 		Audience:  s.cfg.Audience,
 		Subject:   u.ID,
 		SessionID: sess.ID,
-		ID:        randomID(),
+		ID:        newSessionID(), // jti: the same 128 random bits
 		Role:      u.Role,
 		IssuedAt:  iat,
 		ExpiresAt: exp,
@@ -346,7 +352,7 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 // rotation in the common case; otherwise the session row tells a grace
 // replay (same successor again) from reuse (session revoked).
 func (s *Service) Refresh(ctx context.Context, raw string, c Client) (Grant, error) {
-	if err := s.limit(ctx, "refresh:ip:"+c.IP, s.cfg.RefreshRate); err != nil {
+	if err := s.limit(ctx, "refresh:ip:"+ipLimitKey(c.IP), s.cfg.RefreshRate); err != nil {
 		s.Observer.Refresh("rate_limited")
 		return Grant{}, err
 	}
@@ -549,10 +555,17 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err != nil {
 		return s.hashError(err)
 	}
+	// Other sessions end first: if setting the hash then fails, the user
+	// retries with the old password and nothing of the thief survives.
+	if err := s.revokeUserSessions(ctx, u.ID, p.SessionID, ReasonPasswordChange, s.now()); err != nil {
+		return err
+	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	if err := s.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}
-	return s.revokeUserSessions(ctx, u.ID, p.SessionID, ReasonPasswordChange, s.now())
+	return nil
 }
 
 // RequireAdmin checks that the principal may use the admin endpoints. The
@@ -594,9 +607,18 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
 	}
 	changed := (role != nil && *role != before.Role) || (disabled != nil && *disabled != before.Disabled)
+	disabling := disabled != nil && *disabled
 	if !changed {
+		if disabling {
+			// A retry after a failed disable must still end the sessions.
+			if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, s.now()); err != nil {
+				return gatehouse.User{}, err
+			}
+		}
 		return before, nil
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	now := s.now()
 	// Every token issued so far has an iat of at most ceilSecond(now),
 	// so a cutoff past that rejects them all; every token issued from now
@@ -610,21 +632,25 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 	if next := before.TokensValidAfter.Add(time.Second); next.After(cutoff) {
 		cutoff = next
 	}
-	u, err := s.Store.UpdateUser(ctx, userID, role, disabled, cutoff)
-	if err != nil {
-		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
-	}
-	s.users.forget(userID)
+	// The revocation is recorded before the change it enforces: if the
+	// update then fails, the extra revocation only costs the user a
+	// refresh, and a retry finds the change still to do. The other order
+	// could leave a change made and its revocation lost.
 	rev := gatehouse.Revocation{Kind: gatehouse.RevokeUserBefore, Subject: userID, At: cutoff, ExpiresAt: s.revocationExpiry(cutoff)}
 	if err := s.Store.AddRevocation(ctx, rev); err != nil {
 		return gatehouse.User{}, fmt.Errorf("update user: record revocation: %w", err)
 	}
 	s.Revoker.Record(ctx, rev)
-	s.Observer.Revoked("user_update", 0)
-	if disabled != nil && *disabled {
+	s.Observer.Revoked("user_update", 1)
+	if disabling {
 		if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, now); err != nil {
 			return gatehouse.User{}, err
 		}
+	}
+	u, err := s.Store.UpdateUser(ctx, userID, role, disabled, cutoff)
+	s.users.forget(userID)
+	if err != nil {
+		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
 	}
 	return u, nil
 }
@@ -643,6 +669,10 @@ func (s *Service) AdminLogoutUser(ctx context.Context, userID string) error {
 }
 
 func (s *Service) revokeSession(ctx context.Context, sid, reason string, now time.Time) error {
+	// A revocation must not be rolled back because the client hung up
+	// (a thief's replay on a flaky connection, a logout tab closed).
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	exp := s.revocationExpiry(now)
 	if err := s.Store.RevokeSession(ctx, sid, reason, now, exp); err != nil {
 		return fmt.Errorf("revoke session: %w", err)
@@ -653,6 +683,8 @@ func (s *Service) revokeSession(ctx context.Context, sid, reason string, now tim
 }
 
 func (s *Service) revokeUserSessions(ctx context.Context, userID, keep, reason string, now time.Time) error {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	exp := s.revocationExpiry(now)
 	ids, err := s.Store.RevokeUserSessions(ctx, userID, keep, reason, now, exp)
 	if err != nil {
@@ -698,8 +730,6 @@ func newSessionID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func randomID() string { return newSessionID() }
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -729,4 +759,29 @@ func ceilSecond(t time.Time) time.Time {
 		return f.Add(time.Second)
 	}
 	return t
+}
+
+// detach gives security-relevant writes a context that outlives the
+// client's request but not a stuck backend.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+// ipLimitKey is the rate-limit key of a client address: IPv6 clients are
+// keyed by their /64, which one subscriber typically holds whole, so that
+// stepping through its addresses does not reset the budget.
+func ipLimitKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || addr.Is4() {
+		return ip
+	}
+	return netip.PrefixFrom(addr, 64).Masked().String()
+}
+
+// accountLimitKey is the rate-limit key of a login email: a hash of its
+// folded form, so keys stay short however long the typed email, and an
+// unknown account is keyed exactly like a real one.
+func accountLimitKey(email string) string {
+	sum := sha256.Sum256([]byte(gatehouse.EmailKey(email)))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
@@ -248,4 +249,44 @@ func TestLoginAnswersAlikeForUnknownWrongAndDisabled(t *testing.T) {
 		t.Fatalf("case-insensitive login: %v", err)
 	}
 
+}
+
+func TestStoredUserAgentIsValidUTF8(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	c := client
+	c.UserAgent = "Mozilla\xff\xfe/5.0"
+	g, err := svc.Signup(ctx, auth.SignupInput{Email: "ua@example.com", Password: "a long and unusual passphrase"}, c)
+	if err != nil {
+		t.Fatalf("signup with a non-UTF-8 User-Agent: %v", err)
+	}
+	sess, err := svc.Store.SessionByID(ctx, g.Session.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.ValidString(sess.UserAgent) || !strings.HasPrefix(sess.UserAgent, "Mozilla") {
+		t.Fatalf("stored user agent %q is not valid UTF-8", sess.UserAgent)
+	}
+}
+
+func TestDisableRetryEndsSessions(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	g := signup(t, svc, "ada@example.com")
+	yes := true
+	if _, err := svc.UpdateUser(ctx, g.User.ID, nil, &yes); err != nil {
+		t.Fatal(err)
+	}
+	// Disabling an already disabled user (an admin's retry) still leaves
+	// no live session behind.
+	if _, err := svc.UpdateUser(ctx, g.User.ID, nil, &yes); err != nil {
+		t.Fatal(err)
+	}
+	list, err := svc.Sessions(ctx, g.User.ID)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("sessions of a disabled user: %d, %v", len(list), err)
+	}
+	if _, err := svc.Refresh(ctx, g.RefreshToken, client); !errors.Is(err, auth.ErrInvalidRefresh) {
+		t.Fatalf("refresh of a disabled user: %v", err)
+	}
 }

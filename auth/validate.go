@@ -18,9 +18,6 @@ const (
 	maxPasswordBytes = 4 * 1024
 )
 
-// emailKey is the case-folded form emails are compared by.
-func emailKey(email string) string { return strings.ToLower(email) }
-
 func validateSignup(in SignupInput) error {
 	var fields []FieldError
 	if msg := checkEmail(in.Email); msg != "" {

@@ -234,7 +234,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 		}
 		sess, err := s.auth.SessionFromRefresh(r.Context(), raw)
 		if err != nil {
-			clearSessionCookies(w)
+			if errors.Is(err, auth.ErrInvalidRefresh) {
+				clearSessionCookies(w) // a dead cookie; a 503 keeps it
+			}
 			return err
 		}
 		userID, sid = sess.UserID, sess.ID
@@ -260,7 +262,7 @@ func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	if !present {
 		return auth.Principal{}, errNoCredentials
 	}
-	if r.URL.Query().Has("access_token") {
+	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
 		return auth.Principal{}, auth.ErrInvalidToken
 	}
 	if tok == "" {
@@ -419,7 +421,13 @@ func (s *Server) adminUserSessions(w http.ResponseWriter, r *http.Request) error
 	// in memory, in the store's order (newest first).
 	if after != "" {
 		i := slices.IndexFunc(list, func(sess gatehouse.Session) bool { return sess.ID == after })
-		list = list[i+1:] // an unknown cursor (i = -1) starts at the top
+		if i < 0 {
+			// The cursor's session has ended since: an empty page rather
+			// than a restart, so that a paging client cannot loop.
+			list = nil
+		} else {
+			list = list[i+1:]
+		}
 	}
 	var next *string
 	if len(list) > limit {

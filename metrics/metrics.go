@@ -114,10 +114,6 @@ func (m *Metrics) Refresh(result string) {
 }
 
 // Revoked implements auth.Observer.
-func (m *Metrics) Revoked(reason string, sessions int) {
-	n := sessions
-	if n == 0 {
-		n = 1
-	}
+func (m *Metrics) Revoked(reason string, n int) {
 	m.revocations.WithLabelValues(reason).Add(float64(n))
 }

@@ -52,6 +52,12 @@ type subscriptionReporter interface {
 	Subscribed() bool
 }
 
+// Readiness failures, wrapped (with gatehouse.ErrUnavailable) by Ready.
+var (
+	ErrLogStale = errors.New("revocation log not read recently")
+	ErrBusDown  = errors.New("revocation bus not subscribed")
+)
+
 // ErrRevoked means the token's session, or every token of its user issued
 // before some instant, was revoked.
 var ErrRevoked = errors.New("token revoked")
@@ -78,10 +84,12 @@ const (
 	defaultPollInterval = time.Second
 	defaultStaleAfter   = 5 * time.Second
 	// pollOverlap is how far before the last successful poll the next one
-	// reads, so that an entry whose At was stamped a little before it became
-	// visible (commit latency, clocks of instances a little apart) is still
-	// seen. Entries are applied idempotently, so re-reading costs nothing.
-	pollOverlap = 5 * time.Second
+	// reads, so that an entry whose At was stamped before it became visible
+	// (commit latency, a lock wait, clocks of instances apart) is still
+	// seen. Entries are applied idempotently, so re-reading costs little;
+	// the bound this sets is that instance clocks agree within ~half a
+	// minute (NTP) and a revoking transaction commits within that time.
+	pollOverlap = 30 * time.Second
 	pruneEvery  = time.Minute
 	pingTimeout = time.Second
 	// publishTimeout bounds the bus publishes of one Record call.
@@ -286,18 +294,18 @@ func (r *Revoker) Ready() error {
 		if p := r.lastPollErr.Load(); p != nil {
 			cause += ": " + (*p).Error()
 		}
-		return fmt.Errorf("database: revocation log %s: %w", cause, gatehouse.ErrUnavailable)
+		return fmt.Errorf("database: revocation log %s: %w: %w", cause, ErrLogStale, gatehouse.ErrUnavailable)
 	}
 	if r.bus == nil {
 		return nil
 	}
 	if !r.busSubscribed() {
-		return fmt.Errorf("redis: revocation channel not subscribed: %w", gatehouse.ErrUnavailable)
+		return fmt.Errorf("redis: %w: %w", ErrBusDown, gatehouse.ErrUnavailable)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
 	if err := r.bus.Ping(ctx); err != nil {
-		return fmt.Errorf("redis: %w: %w", err, gatehouse.ErrUnavailable)
+		return fmt.Errorf("redis: %w: %w: %w", ErrBusDown, err, gatehouse.ErrUnavailable)
 	}
 	return nil
 }

@@ -116,7 +116,7 @@ func userCreate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	pw := strings.TrimRight(line, "\r\n")
 	c.noSecrets = true
-	b, err := openBackend(ctx, &c, !c.NoMigrate)
+	b, err := openBackend(ctx, &c, true)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return err
 	}
-	b, err := openBackend(ctx, &c, !c.NoMigrate)
+	b, err := openBackend(ctx, &c, true)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -107,7 +108,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	// Pick up keys made by `gatehouse keys rotate` or by other instances,
 	// so this instance signs with the newest key and publishes it.
-	go reloadKeys(runCtx, keys, logger)
+	var background sync.WaitGroup
+	defer background.Wait()
+	defer cancelRun() // deferred after Wait, so it runs before it
+	background.Go(func() { reloadKeys(runCtx, keys, logger) })
 
 	mem := ratelimit.NewMemory(time.Now)
 	var redisLimiter *ratelimit.Redis
@@ -134,7 +138,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// The cause (a driver error naming hosts and users) goes to
 			// the log; the answer names only the dependency.
 			logger.Warn("not ready", "err", err)
-			if strings.HasPrefix(err.Error(), "redis") {
+			if errors.Is(err, revoke.ErrBusDown) {
 				problems = append(problems, "redis subscription down")
 			} else {
 				problems = append(problems, "revocation state not current")

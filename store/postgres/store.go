@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,11 +31,6 @@ const (
 	// email, not on the primary key, reads as ErrEmailTaken.
 	emailKeyConstraint = "users_email_key_unique"
 )
-
-// emailKey is the case-insensitive form of an email. It is computed in Go,
-// for insert and lookup alike, so the comparison is Go's Unicode lowering
-// rather than whatever the server's locale makes of lower().
-func emailKey(email string) string { return strings.ToLower(email) }
 
 // nullTime maps the zero time, which the domain uses for "none", to NULL.
 func nullTime(t time.Time) *time.Time {
@@ -117,7 +111,7 @@ func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userCols+`, email_key)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.CreatedAt, nullTime(u.TokensValidAfter),
-		emailKey(u.Email))
+		gatehouse.EmailKey(u.Email))
 	if pgErr, ok := asPgError(err); ok && pgErr.Code == "23505" && pgErr.ConstraintName == emailKeyConstraint {
 		return fmt.Errorf("postgres: create user: %w", gatehouse.ErrEmailTaken)
 	}
@@ -138,7 +132,7 @@ func (s *Store) UserByID(ctx context.Context, id string) (gatehouse.User, error)
 // of the lowered forms (never LIKE, where _ and % would be wildcards).
 func (s *Store) UserByEmail(ctx context.Context, email string) (gatehouse.User, error) {
 	var r userRow
-	err := s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email_key = $1`, emailKey(email)).Scan(r.dest()...)
+	err := s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email_key = $1`, gatehouse.EmailKey(email)).Scan(r.dest()...)
 	if err != nil {
 		return gatehouse.User{}, wrap("user by email", err)
 	}

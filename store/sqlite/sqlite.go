@@ -205,14 +205,10 @@ func (s *Store) Close() error {
 
 const userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after`
 
-// emailKey folds an email for the uniqueness index and lookups. It is done
-// in Go because SQLite's lower() folds ASCII only.
-func emailKey(email string) string { return strings.ToLower(email) }
-
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
 	_, err := s.write.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, boolInt(u.Disabled), micros(u.CreatedAt), nullMicros(u.TokensValidAfter),
-		emailKey(u.Email))
+		gatehouse.EmailKey(u.Email))
 	if err != nil {
 		var se *msqlite.Error
 		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && strings.Contains(se.Error(), "users.email_key") {
@@ -232,7 +228,7 @@ func (s *Store) UserByID(ctx context.Context, id string) (gatehouse.User, error)
 }
 
 func (s *Store) UserByEmail(ctx context.Context, email string) (gatehouse.User, error) {
-	u, err := scanUser(s.userByEmail.QueryRowContext(ctx, emailKey(email)))
+	u, err := scanUser(s.userByEmail.QueryRowContext(ctx, gatehouse.EmailKey(email)))
 	if err != nil {
 		return gatehouse.User{}, wrap("user by email", err)
 	}
