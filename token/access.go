@@ -272,31 +272,43 @@ func (k *Keys) reloadForMiss(ctx context.Context, now time.Time) (*keySet, error
 		case <-ch:
 		case <-ctx.Done():
 		}
-		return k.set.Load(), nil
+		return k.set.Load(), k.lastReloadResult()
 	}
 	if !k.lastReload.IsZero() && now.Sub(k.lastReload).Abs() < reloadInterval {
+		// Throttled: answer as the last reload did, so a store outage
+		// stays a 503 for every caller, not only for the first.
+		err := k.lastReloadErr
 		k.reloadMu.Unlock()
-		return k.set.Load(), nil
+		return k.set.Load(), err
 	}
 	k.lastReload = now
 	ch := make(chan struct{})
 	k.reloading = ch
 	k.reloadMu.Unlock()
 
+	var err error
 	defer func() {
 		k.reloadMu.Lock()
 		k.reloading = nil
+		k.lastReloadErr = err
 		close(ch)
 		k.reloadMu.Unlock()
 	}()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	set, err := k.readStore(ctx)
+	var set *keySet
+	set, err = k.readStore(ctx)
 	if err != nil {
 		return k.set.Load(), err
 	}
 	k.set.Store(set)
 	return set, nil
+}
+
+func (k *Keys) lastReloadResult() error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	return k.lastReloadErr
 }
 
 // validTyp accepts "at+jwt" and its full media type, case-insensitively

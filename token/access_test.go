@@ -486,6 +486,12 @@ func TestVerifyUnknownKidReload(t *testing.T) {
 	if !errors.Is(err, ErrInvalidToken) || !errors.Is(err, gatehouse.ErrUnavailable) {
 		t.Fatalf("err = %v; want ErrInvalidToken wrapping ErrUnavailable", err)
 	}
+	// A second unknown kid within the reload throttle gets the same answer,
+	// not a plain rejection while the store is still down.
+	_, err = b.Verify(context.Background(), bogus, t0.Add(time.Hour+100*time.Millisecond))
+	if !errors.Is(err, gatehouse.ErrUnavailable) {
+		t.Fatalf("throttled reload: err = %v; want it to wrap ErrUnavailable", err)
+	}
 }
 
 // TestVerifyNewAlgorithmReload: another instance configured with another

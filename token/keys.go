@@ -87,6 +87,9 @@ type Keys struct {
 	reloadMu   sync.Mutex
 	lastReload time.Time
 	reloading  chan struct{}
+	// lastReloadErr is the outcome of the last reload, repeated to callers
+	// throttled or waiting behind it.
+	lastReloadErr error
 }
 
 // key is one parsed signing key. It is immutable once built.
