@@ -130,28 +130,19 @@ func TestAttackAccountLimitConcurrent(t *testing.T) {
 	s := startServer(t, "--trusted-proxies", "127.0.0.1", "--rate-limit-login", "5/1m")
 	u := s.newUser(t, true)
 	const n = 40
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	counts := map[int]int{}
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			b, _ := json.Marshal(map[string]any{"email": u.email, "password": "guess-" + randHex(4)})
-			<-start
-			st, _, _, err := atkRaw(s, "POST", "/auth/login", b, map[string]string{"X-Forwarded-For": fmt.Sprintf("203.0.113.%d", i+1)})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				t.Errorf("login: %v", err)
-				return
-			}
-			counts[st]++
-		}(i)
-	}
-	close(start)
-	wg.Wait()
+	atOnce(n, func(i int) {
+		b, _ := json.Marshal(map[string]any{"email": u.email, "password": "guess-" + randHex(4)})
+		st, _, _, err := atkRaw(s, "POST", "/auth/login", b, map[string]string{"X-Forwarded-For": fmt.Sprintf("203.0.113.%d", i+1)})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			t.Errorf("login: %v", err)
+			return
+		}
+		counts[st]++
+	})
 	t.Logf("concurrent guesses: %v", counts)
 	for st := range counts {
 		if st != http.StatusUnauthorized && st != http.StatusTooManyRequests && st != http.StatusServiceUnavailable {
@@ -173,28 +164,19 @@ func TestAttackPasswordChangeLimitConcurrent(t *testing.T) {
 	s := startServer(t, "--rate-limit-login", "5/1m")
 	u := s.newUser(t, true)
 	const n = 30
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	counts := map[int]int{}
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b, _ := json.Marshal(map[string]any{"current_password": "guess-" + randHex(4), "new_password": newPassword()})
-			<-start
-			st, _, _, err := atkRaw(s, "POST", "/auth/password", b, map[string]string{"Authorization": "Bearer " + u.Access()})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				t.Errorf("password change: %v", err)
-				return
-			}
-			counts[st]++
-		}()
-	}
-	close(start)
-	wg.Wait()
+	atOnce(n, func(int) {
+		b, _ := json.Marshal(map[string]any{"current_password": "guess-" + randHex(4), "new_password": newPassword()})
+		st, _, _, err := atkRaw(s, "POST", "/auth/password", b, map[string]string{"Authorization": "Bearer " + u.Access()})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			t.Errorf("password change: %v", err)
+			return
+		}
+		counts[st]++
+	})
 	t.Logf("concurrent current-password guesses: %v", counts)
 	for st := range counts {
 		if st != http.StatusUnauthorized && st != http.StatusTooManyRequests && st != http.StatusServiceUnavailable {

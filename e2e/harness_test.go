@@ -1086,6 +1086,21 @@ func (s *server) makeAdmin(t *testing.T) (id string, d *device) {
 	return id, d
 }
 
+// atOnce runs f(0) … f(n-1) in goroutines released together, so that they
+// race as concurrent clients do, and returns when all have finished.
+func atOnce(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
 // eventually polls f until it returns true or the timeout passes.
 func eventually(timeout time.Duration, f func() bool) bool {
 	deadline := time.Now().Add(timeout)

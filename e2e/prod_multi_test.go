@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 )
@@ -128,20 +127,13 @@ func TestProdMultiInstance(t *testing.T) {
 		d := a.newUser(t, true)
 		rt0 := d.Refresh()
 		results := make([]*resp, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
+		atOnce(n, func(i int) {
 			s := a
 			if i%2 == 1 {
 				s = b
 			}
-			wg.Go(func() {
-				<-start
-				results[i] = s.refreshWith(t, rt0)
-			})
-		}
-		close(start)
-		wg.Wait()
+			results[i] = s.refreshWith(t, rt0)
+		})
 		successors := map[string]int{}
 		for i, r := range results {
 			if r == nil {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -145,16 +144,7 @@ func TestRefreshConcurrent(t *testing.T) {
 		d := s.newUser(t, true)
 		rt0 := d.Refresh()
 		results := make([]*resp, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				results[i] = s.refreshWith(t, rt0)
-			})
-		}
-		close(start)
-		wg.Wait()
+		atOnce(n, func(i int) { results[i] = s.refreshWith(t, rt0) })
 		successors := map[string]int{}
 		for _, r := range results {
 			if r == nil {
@@ -190,17 +180,10 @@ func TestRefreshConcurrent(t *testing.T) {
 		rt0 := d.Refresh()
 		csrf := d.cookie(csrfCookie)
 		results := make([]*resp, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				results[i] = s.do(t, "POST", "/auth/refresh", nil,
-					hdr("Cookie", refreshCookie+"="+rt0+"; "+csrfCookie+"="+csrf), hdr("X-CSRF-Token", csrf))
-			})
-		}
-		close(start)
-		wg.Wait()
+		atOnce(n, func(i int) {
+			results[i] = s.do(t, "POST", "/auth/refresh", nil,
+				hdr("Cookie", refreshCookie+"="+rt0+"; "+csrfCookie+"="+csrf), hdr("X-CSRF-Token", csrf))
+		})
 		successors := map[string]int{}
 		for _, r := range results {
 			if r == nil {
