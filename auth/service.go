@@ -217,8 +217,8 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 	// after a failure: with peek-then-count, guesses fired concurrently all
 	// pass the peek before any failure is counted, so 40 parallel guesses
 	// from 40 addresses got 40 password checks under a limit of 5
-	// (TestAttackAccountLimitConcurrent). A successful login therefore
-	// spends one attempt too.
+	// (TestAttackAccountLimitConcurrent). A successful login gets its
+	// attempt back, so the budget counts failures (API.md).
 	accountKey := "login:account:" + accountLimitKey(in.Email)
 	if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
 		s.Observer.Login("rate_limited")
@@ -268,6 +268,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		s.Observer.Login("invalid")
 		return Grant{}, ErrInvalidCredentials
 	}
+	s.refund(ctx, accountKey, s.cfg.LoginRate)
 	s.Observer.Login("ok")
 	return s.startSession(ctx, u, c)
 }
@@ -551,6 +552,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if !ok {
 		return ErrInvalidCredentials
 	}
+	s.refund(ctx, accountKey, s.cfg.LoginRate)
 	hash, err := s.Hasher.Hash(ctx, next)
 	if err != nil {
 		return s.hashError(err)
@@ -715,6 +717,17 @@ func (s *Service) limit(ctx context.Context, key string, r ratelimit.Rate) error
 		return &RateLimitError{RetryAfter: res.RetryAfter}
 	}
 	return nil
+}
+
+// refund gives back the attempt of an account that proved its password,
+// so per-account budgets count failures only.
+func (s *Service) refund(ctx context.Context, key string, r ratelimit.Rate) {
+	if r.Off() {
+		return
+	}
+	if err := s.Limiter.Refund(ctx, key, r); err != nil {
+		s.Logger.Warn("rate limit refund", "err", err)
+	}
 }
 
 func (s *Service) hashError(err error) error {

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -288,5 +289,41 @@ func TestDisableRetryEndsSessions(t *testing.T) {
 	}
 	if _, err := svc.Refresh(ctx, g.RefreshToken, client); !errors.Is(err, auth.ErrInvalidRefresh) {
 		t.Fatalf("refresh of a disabled user: %v", err)
+	}
+}
+
+// Successful logins do not use up the account's budget; failures do, and
+// once it is spent even the right password is refused.
+func TestAccountBudgetCountsFailures(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	signup(t, svc, "ada@example.com")
+	rate := ratelimit.Rate{Limit: 3, Period: time.Hour}
+	// The same collaborators, with a login limit.
+	svc2 := auth.New(auth.Config{
+		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
+		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second, LoginRate: rate,
+	}, svc.Deps)
+	good := auth.LoginInput{Email: "ada@example.com", Password: "a long and unusual passphrase"}
+	bad := auth.LoginInput{Email: "ada@example.com", Password: "not the passphrase at all"}
+	for i := range 6 {
+		c := client
+		c.IP = fmt.Sprintf("192.0.2.%d", i+10) // a fresh IP each time: only the account limit applies
+		if _, err := svc2.Login(ctx, good, c); err != nil {
+			t.Fatalf("successful login %d: %v", i, err)
+		}
+	}
+	for i := range 3 {
+		c := client
+		c.IP = fmt.Sprintf("198.51.100.%d", i+10)
+		if _, err := svc2.Login(ctx, bad, c); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatalf("failed login %d: %v", i, err)
+		}
+	}
+	c := client
+	c.IP = "203.0.113.99"
+	var rl *auth.RateLimitError
+	if _, err := svc2.Login(ctx, good, c); !errors.As(err, &rl) {
+		t.Fatalf("after 3 failures with a limit of 3: %v, want rate limited", err)
 	}
 }

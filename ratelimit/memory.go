@@ -60,6 +60,30 @@ func (m *Memory) Peek(_ context.Context, key string, r Rate) (Result, error) {
 	return m.do(key, r, false)
 }
 
+// Refund implements Limiter: it moves the key's TAT back by one interval.
+func (m *Memory) Refund(_ context.Context, key string, r Rate) error {
+	if r.Off() {
+		return nil
+	}
+	if err := check(key, r); err != nil {
+		return err
+	}
+	now := m.now().UnixNano()
+	s := &m.shards[maphash.String(m.seed, key)%memShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tat, ok := s.tat[key]
+	if !ok {
+		return nil
+	}
+	if tat -= int64(r.interval()); tat <= now {
+		delete(s.tat, key) // a full budget again
+	} else {
+		s.tat[key] = tat
+	}
+	return nil
+}
+
 func (m *Memory) do(key string, r Rate, consume bool) (Result, error) {
 	if r.Off() {
 		return unlimited(), nil

@@ -112,6 +112,12 @@ type Limiter interface {
 	// Peek reports whether one event would be allowed, counting nothing. For
 	// limits on failures: Peek before the attempt, Allow after a failure.
 	Peek(ctx context.Context, key string, r Rate) (Result, error)
+	// Refund gives back one event counted by Allow, for limits on failures
+	// that must count every attempt up front (so concurrent attempts
+	// cannot outrun the limit) and return the budget of those that
+	// succeeded. Best effort: a refund that cannot be applied leaves the
+	// key more limited, never less.
+	Refund(ctx context.Context, key string, r Rate) error
 }
 
 // unlimited is the Result for an off Rate.

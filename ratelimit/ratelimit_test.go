@@ -399,3 +399,85 @@ func TestRedisRecoversAfterFallback(t *testing.T) {
 		t.Fatalf("Allow after recovery: %+v, %v", res, err)
 	}
 }
+
+func TestMemoryRefund(t *testing.T) {
+	c := newClock()
+	m := NewMemory(c.Now)
+	r := Rate{Limit: 2, Period: time.Minute}
+	ctx := context.Background()
+	mustAllow(t, m, "acct", r)
+	mustAllow(t, m, "acct", r)
+	if res, _ := m.Allow(ctx, "acct", r); res.Allowed {
+		t.Fatal("third event allowed with a limit of 2")
+	}
+	if err := m.Refund(ctx, "acct", r); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := m.Allow(ctx, "acct", r); !res.Allowed {
+		t.Fatal("refunded event not available again")
+	}
+	if res, _ := m.Allow(ctx, "acct", r); res.Allowed {
+		t.Fatal("a refund gave back more than one event")
+	}
+	mustAllow(t, m, "one", r)
+	_ = m.Refund(ctx, "one", r)
+	mustAllow(t, m, "one", r)
+	mustAllow(t, m, "one", r)
+	// Refunding an unknown key, or more than was taken, never exceeds the burst.
+	for range 5 {
+		_ = m.Refund(ctx, "fresh", r)
+	}
+	mustAllow(t, m, "fresh", r)
+	mustAllow(t, m, "fresh", r)
+	if res, _ := m.Allow(ctx, "fresh", r); res.Allowed {
+		t.Fatal("refunds raised the budget above the burst")
+	}
+}
+
+func TestRedisRefund(t *testing.T) {
+	l := NewRedis(redisClient(t), uniquePrefix(t), nil, nil)
+	ctx := context.Background()
+	r := Rate{Limit: 2, Period: time.Minute}
+	for i := range 2 {
+		if res, err := l.Allow(ctx, "acct", r); err != nil || !res.Allowed {
+			t.Fatalf("event %d: %+v, %v", i, res, err)
+		}
+	}
+	if res, _ := l.Allow(ctx, "acct", r); res.Allowed {
+		t.Fatal("third event allowed with a limit of 2")
+	}
+	if err := l.Refund(ctx, "acct", r); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := l.Allow(ctx, "acct", r); err != nil || !res.Allowed {
+		t.Fatalf("refunded event not available again: %+v, %v", res, err)
+	}
+	if res, _ := l.Allow(ctx, "acct", r); res.Allowed {
+		t.Fatal("a refund gave back more than one event")
+	}
+	// The common case: one event taken, one refunded, the budget is whole.
+	if res, err := l.Allow(ctx, "one", r); err != nil || !res.Allowed {
+		t.Fatalf("one: %+v, %v", res, err)
+	}
+	if err := l.Refund(ctx, "one", r); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if res, _ := l.Allow(ctx, "one", r); !res.Allowed {
+			t.Fatalf("after a refund of the only event, event %d denied", i)
+		}
+	}
+	for range 5 {
+		if err := l.Refund(ctx, "fresh", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		if res, _ := l.Allow(ctx, "fresh", r); !res.Allowed {
+			t.Fatalf("fresh key event %d denied", i)
+		}
+	}
+	if res, _ := l.Allow(ctx, "fresh", r); res.Allowed {
+		t.Fatal("refunds raised the budget above the burst")
+	}
+}

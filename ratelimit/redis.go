@@ -26,6 +26,7 @@ const retryRedisEvery = time.Second
 type Redis struct {
 	client   *redis.Client
 	limiter  *redis_rate.Limiter
+	refund   *redis.Script
 	prefix   string
 	fallback *Memory
 	logger   *slog.Logger
@@ -53,6 +54,7 @@ func NewRedis(client *redis.Client, prefix string, fallback *Memory, logger *slo
 	r := &Redis{
 		client:   client,
 		limiter:  redis_rate.NewLimiter(client),
+		refund:   redis.NewScript(refundScript),
 		prefix:   prefix,
 		fallback: fallback,
 		logger:   logger,
@@ -71,6 +73,48 @@ func (r *Redis) Allow(ctx context.Context, key string, rate Rate) (Result, error
 // reports the RetryAfter of the next event when none is left.
 func (r *Redis) Peek(ctx context.Context, key string, rate Rate) (Result, error) {
 	return r.do(ctx, key, rate, false)
+}
+
+// refundScript moves a key's GCRA TAT, as redis_rate stores it (seconds
+// since 2017-01-01 by Redis's own clock, under "rate:" + key), back by one
+// emission interval (ARGV[1], seconds), and deletes the key once that
+// reaches the present: a full budget again. redis_rate has no refund, and
+// its script run at a cost of -1 skips the write exactly in that last case.
+const refundScript = `
+local tat = tonumber(redis.call("GET", KEYS[1]))
+if not tat then return 0 end
+local now = redis.call("TIME")
+now = (now[1] - 1483228800) + (now[2] / 1000000)
+local new_tat = tat - tonumber(ARGV[1])
+if new_tat <= now then
+  redis.call("DEL", KEYS[1])
+else
+  redis.call("SET", KEYS[1], new_tat, "KEEPTTL")
+end
+return 1
+`
+
+// Refund implements Limiter.
+func (r *Redis) Refund(ctx context.Context, key string, rate Rate) error {
+	if rate.Off() {
+		return nil
+	}
+	if err := check(key, rate); err != nil {
+		return err
+	}
+	if !r.tryRedis() {
+		return r.fallback.Refund(ctx, key, rate)
+	}
+	interval := rate.Period.Seconds() / float64(rate.Limit)
+	if err := r.refund.Run(ctx, r.client, []string{"rate:" + r.prefix + key}, interval).Err(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("rate limit refund %q: %w", key, err)
+		}
+		r.markUnhealthy(err)
+		return r.fallback.Refund(ctx, key, rate)
+	}
+	r.markHealthy()
+	return nil
 }
 
 func (r *Redis) do(ctx context.Context, key string, rate Rate, consume bool) (Result, error) {

@@ -86,7 +86,7 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 			fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-For is believed")
 		},
 		"rate-limit-login": func() {
-			fs.StringVar(&c.RateLogin, "rate-limit-login", "10/1m", "login attempts per client IP, and per account (N/DURATION or off)")
+			fs.StringVar(&c.RateLogin, "rate-limit-login", "10/1m", "login attempts per client IP, and failed logins per account (N/DURATION or off)")
 		},
 		"rate-limit-refresh": func() {
 			fs.StringVar(&c.RateRefresh, "rate-limit-refresh", "120/1m", "refreshes per client IP (N/DURATION or off)")
