@@ -38,8 +38,9 @@ func badRequest(detail string) error {
 }
 
 var (
-	errCSRF          = &requestError{http.StatusForbidden, "csrf_failed", "The request failed the cross-site request forgery checks."}
-	errNoCredentials = errors.New("no credentials")
+	errCSRF             = &requestError{http.StatusForbidden, "csrf_failed", "The request failed the cross-site request forgery checks."}
+	errMethodNotAllowed = &requestError{http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed on this endpoint."}
+	errNoCredentials    = errors.New("no credentials")
 )
 
 var titles = map[string]string{

@@ -118,7 +118,7 @@ func (s *Server) route(pattern string, byMethod map[string]handlerFunc) {
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}
-			writeError(w, r, s.logger, &requestError{http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed on this endpoint."})
+			writeError(w, r, s.logger, errMethodNotAllowed)
 			return
 		}
 		if err := h(w, r); err != nil {
@@ -132,7 +132,7 @@ func methodsOnly(h http.Handler, s *Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, r, s.logger, &requestError{http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed on this endpoint."})
+			writeError(w, r, s.logger, errMethodNotAllowed)
 			return
 		}
 		h.ServeHTTP(w, r)

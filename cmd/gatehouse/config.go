@@ -141,7 +141,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 		if err != nil || set[f.Name] {
 			return
 		}
-		env := "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v := getenv(env); v != "" {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("invalid value %q for %s: %v", v, env, e)
@@ -149,6 +149,12 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 		}
 	})
 	return err
+}
+
+// envName is the environment variable of a flag: --access-ttl is
+// GATEHOUSE_ACCESS_TTL.
+func envName(flagName string) string {
+	return "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // helpRequest carries the usage text asked for with -h or --help.

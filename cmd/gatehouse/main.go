@@ -173,7 +173,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func flagGiven(fs *flag.FlagSet, name string, getenv func(string) string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	return given || getenv("GATEHOUSE_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) != ""
+	return given || getenv(envName(name)) != ""
 }
 
 func newestKeyAlgorithm(ctx context.Context, store gatehouse.Store) (string, error) {
