@@ -46,6 +46,11 @@ type User struct {
 	// the account is disabled, so tokens issued before are rejected and
 	// tokens issued after are stamped no earlier than it. Zero means none.
 	TokensValidAfter time.Time
+	// Version changes with every change of role, enabled state or password
+	// (not with a rehash of the same password). A session is created only
+	// against the version its login read (Store.CreateSession), so a login
+	// that overlapped such a change cannot outlive it.
+	Version uint64
 }
 
 // Session is one device's login. It holds no token material: the refresh
@@ -109,6 +114,9 @@ var (
 	ErrNotFound    = errors.New("not found")
 	ErrEmailTaken  = errors.New("email already taken")
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrStale means a conditional write found the row changed since the
+	// caller read it (another version of the user, another password hash).
+	ErrStale = errors.New("changed since read")
 )
 
 // Store is the persistence every backend provides. All times are UTC and kept
@@ -125,15 +133,26 @@ type Store interface {
 	// ListUsers returns up to limit users with ID greater than after, in
 	// ascending ID order.
 	ListUsers(ctx context.Context, after string, limit int) ([]User, error)
-	// SetPasswordHash replaces a user's password hash, or returns ErrNotFound.
-	SetPasswordHash(ctx context.Context, userID, hash string) error
-	// UpdateUser applies the non-nil fields and, when tokensValidAfter is not
-	// zero, raises TokensValidAfter to it (never lowers it). It returns the
-	// updated user, or ErrNotFound.
+	// SetPasswordHash replaces a user's password hash and advances its
+	// Version, or returns ErrNotFound. With oldHash not empty it is a
+	// compare-and-swap: it returns ErrStale unless the stored hash is still
+	// oldHash.
+	SetPasswordHash(ctx context.Context, userID, oldHash, hash string) error
+	// RehashPassword replaces the stored hash oldHash by hash, an encoding of
+	// the same password, without advancing Version. It returns ErrStale when
+	// the stored hash is no longer oldHash, ErrNotFound without the user.
+	RehashPassword(ctx context.Context, userID, oldHash, hash string) error
+	// UpdateUser applies the non-nil fields, advances Version and, when
+	// tokensValidAfter is not zero, raises TokensValidAfter to it (never
+	// lowers it). It returns the updated user, or ErrNotFound.
 	UpdateUser(ctx context.Context, userID string, role *Role, disabled *bool, tokensValidAfter time.Time) (User, error)
 
-	// CreateSession inserts s.
-	CreateSession(ctx context.Context, s Session) error
+	// CreateSession inserts s if its user exists, is not disabled and is
+	// still at userVersion, checked in the same atomic step as the insert
+	// (on PostgreSQL holding the user row, so a concurrent change of the user
+	// either waits for the insert or makes it fail). Otherwise it inserts
+	// nothing and returns ErrStale.
+	CreateSession(ctx context.Context, s Session, userVersion uint64) error
 	// SessionByID returns the session whatever its state, or ErrNotFound.
 	SessionByID(ctx context.Context, id string) (Session, error)
 	// RotateSession advances session id from generation gen to gen+1 and
@@ -158,6 +177,11 @@ type Store interface {
 	// except keep (may be empty), records one revocation per session as
 	// RevokeSession does, and returns the ids it revoked.
 	RevokeUserSessions(ctx context.Context, userID, keep, reason string, now, logExpiry time.Time) ([]string, error)
+
+	// DeleteEndedSessions deletes up to limit sessions that ended before
+	// endedBefore: revoked before it, past ExpiresAt before it, or last used
+	// before idleBefore. It returns how many it deleted.
+	DeleteEndedSessions(ctx context.Context, endedBefore, idleBefore time.Time, limit int) (int, error)
 
 	// AddRevocation appends r to the revocation log.
 	AddRevocation(ctx context.Context, r Revocation) error

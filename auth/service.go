@@ -140,10 +140,18 @@ type Principal struct {
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
-// revocationExpiry is how long a revocation entry matters: until every
-// access token issued before it has expired.
+// MaxCutoffAhead caps how far past the clock a user's token cutoff
+// (TokensValidAfter) may be pushed by changes in quick succession; a change
+// that would push it further is refused as rate limited.
+const MaxCutoffAhead = 10 * time.Second
+
+// revocationExpiry is how long a session revocation made at now matters:
+// until every access token of the session has expired. Tokens are stamped
+// no earlier than their user's cutoff, which may lie up to MaxCutoffAhead
+// (rounded up to the second) past the clock, so the latest of them expires
+// that much later than a token issued now.
 func (s *Service) revocationExpiry(now time.Time) time.Time {
-	return now.Add(s.cfg.AccessTTL + s.cfg.Leeway + time.Second)
+	return now.Add(MaxCutoffAhead + time.Second + s.cfg.AccessTTL + s.cfg.Leeway + time.Second)
 }
 
 // SignupInput is a sign-up request.
@@ -170,11 +178,12 @@ func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, 
 		Role:         gatehouse.RoleUser,
 		PasswordHash: hash,
 		CreatedAt:    s.now(),
+		Version:      1,
 	}
 	if err := s.Store.CreateUser(ctx, u); err != nil {
 		return Grant{}, fmt.Errorf("signup: %w", err)
 	}
-	return s.startSession(ctx, u, c)
+	return s.startSession(ctx, u, c, nil)
 }
 
 // CreateUser creates a user directly (the operator's `user create`).
@@ -191,7 +200,7 @@ func (s *Service) CreateUser(ctx context.Context, email, name, pw string, role g
 	}
 	u := gatehouse.User{
 		ID: uuid.Must(uuid.NewV7()).String(), Email: email, Name: name, Role: role,
-		PasswordHash: hash, CreatedAt: s.now(),
+		PasswordHash: hash, CreatedAt: s.now(), Version: 1,
 	}
 	if err := s.Store.CreateUser(ctx, u); err != nil {
 		return gatehouse.User{}, fmt.Errorf("create user: %w", err)
@@ -260,7 +269,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 			ok = false
 		}
 		if ok && rehash {
-			s.upgradeHash(ctx, u.ID, in.Password)
+			s.upgradeHash(ctx, u.ID, u.PasswordHash, in.Password)
 		}
 	}
 	if !ok {
@@ -268,31 +277,104 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		s.Observer.Login("invalid")
 		return Grant{}, ErrInvalidCredentials
 	}
+	// The password checked out against the hash read before the (slow)
+	// check. If the user changed since, the session is refused by the
+	// store and the sign-in is decided again on the fresh row: a new
+	// password must be checked again, a disabled account fails.
+	verified := u.PasswordHash
+	recheck := func(ctx context.Context, fresh gatehouse.User) error {
+		if fresh.PasswordHash == verified {
+			return nil
+		}
+		ok, _, err := s.Hasher.Verify(ctx, in.Password, fresh.PasswordHash)
+		if err != nil && !errors.Is(err, password.ErrMalformedHash) {
+			return s.hashError(err)
+		}
+		if !ok {
+			return ErrInvalidCredentials
+		}
+		verified = fresh.PasswordHash
+		return nil
+	}
+	g, err := s.startSession(ctx, u, c, recheck)
+	if err != nil {
+		if errors.Is(err, ErrInvalidCredentials) {
+			s.Observer.Login("invalid")
+		}
+		return Grant{}, err
+	}
 	s.refund(ctx, accountKey, s.cfg.LoginRate)
 	s.Observer.Login("ok")
-	return s.startSession(ctx, u, c)
+	return g, nil
 }
 
 // upgradeHash replaces a bcrypt or weaker argon2 hash after a successful
-// login. A failure only postpones the upgrade to the next login.
-func (s *Service) upgradeHash(ctx context.Context, userID, pw string) {
+// login, only while the stored hash is still the one just verified: a
+// password change that landed meanwhile must not be overwritten by the old
+// password. A failure only postpones the upgrade to the next login.
+func (s *Service) upgradeHash(ctx context.Context, userID, verifiedHash, pw string) {
 	hash, err := s.Hasher.Hash(ctx, pw)
 	if err == nil {
-		err = s.Store.SetPasswordHash(ctx, userID, hash)
+		err = s.Store.RehashPassword(ctx, userID, verifiedHash, hash)
 	}
 	if err != nil {
 		s.Logger.Warn("password hash upgrade postponed", "user_id", userID, "err", err)
 	}
 }
 
-func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client) (Grant, error) {
-	now := s.now()
+// maxStaleSessionRetries bounds how often startSession re-reads a user that
+// keeps changing under it before giving up with 503.
+const maxStaleSessionRetries = 3
+
+// startSession creates a session for u and signs its first tokens: every
+// way of signing in ends here. The row is inserted only while u is still
+// at the version read (Store.CreateSession), and the access token is
+// stamped from a clock reading taken before that insert; a change of
+// role, enabled state or password that commits after the insert dates its
+// cutoff after that reading (UpdateUser), so the token cannot outlive the
+// change. When the user changed between the read and the insert, recheck
+// (nil: nothing to recheck) decides on the fresh row whether the sign-in
+// still stands.
+func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client, recheck func(context.Context, gatehouse.User) error) (Grant, error) {
+	for attempt := 0; ; attempt++ {
+		now := s.now()
+		sess := s.newSession(u.ID, c, now)
+		err := s.Store.CreateSession(ctx, sess, u.Version)
+		if err == nil {
+			return s.grant(u, sess, now)
+		}
+		if !errors.Is(err, gatehouse.ErrStale) {
+			return Grant{}, fmt.Errorf("create session: %w", err)
+		}
+		if attempt == maxStaleSessionRetries {
+			return Grant{}, fmt.Errorf("create session: user keeps changing: %w", gatehouse.ErrUnavailable)
+		}
+		fresh, err := s.Store.UserByID(ctx, u.ID)
+		if errors.Is(err, gatehouse.ErrNotFound) {
+			return Grant{}, ErrInvalidCredentials
+		}
+		if err != nil {
+			return Grant{}, fmt.Errorf("create session: reread user: %w", err)
+		}
+		if fresh.Disabled {
+			return Grant{}, ErrInvalidCredentials
+		}
+		if recheck != nil {
+			if err := recheck(ctx, fresh); err != nil {
+				return Grant{}, err
+			}
+		}
+		u = fresh
+	}
+}
+
+func (s *Service) newSession(userID string, c Client, now time.Time) gatehouse.Session {
 	if c.Transport == "" {
 		c.Transport = gatehouse.TransportCookie
 	}
-	sess := gatehouse.Session{
+	return gatehouse.Session{
 		ID:         newSessionID(),
-		UserID:     u.ID,
+		UserID:     userID,
 		Gen:        1,
 		CreatedAt:  now,
 		RotatedAt:  now,
@@ -304,10 +386,6 @@ func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client) 
 		IP:        c.IP,
 		Transport: c.Transport,
 	}
-	if err := s.Store.CreateSession(ctx, sess); err != nil {
-		return Grant{}, fmt.Errorf("create session: %w", err)
-	}
-	return s.grant(u, sess, now)
 }
 
 // grant issues an access token and the refresh token of the session's
@@ -454,7 +532,11 @@ func (s *Service) SessionFromRefresh(ctx context.Context, raw string) (gatehouse
 	}
 	now := s.now()
 	current := gen == sess.Gen || (gen+1 == sess.Gen && now.Sub(sess.RotatedAt) <= s.cfg.ReuseGrace)
-	if !current {
+	// An ended session's token identifies nothing: else a stolen token of
+	// a session already revoked would log its user out everywhere, again
+	// and again.
+	live := !sess.Revoked() && now.Before(sess.ExpiresAt) && sess.LastUsedAt.After(now.Add(-s.cfg.IdleTTL))
+	if !current || !live {
 		return gatehouse.Session{}, ErrInvalidRefresh
 	}
 	return sess, nil
@@ -545,12 +627,8 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}
-	ok, _, err := s.Hasher.Verify(ctx, current, u.PasswordHash)
-	if err != nil && !errors.Is(err, password.ErrMalformedHash) {
-		return s.hashError(err)
-	}
-	if !ok {
-		return ErrInvalidCredentials
+	if err := s.checkPasswordOf(ctx, u, current); err != nil {
+		return err
 	}
 	s.refund(ctx, accountKey, s.cfg.LoginRate)
 	hash, err := s.Hasher.Hash(ctx, next)
@@ -564,8 +642,38 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	}
 	ctx, cancel := detach(ctx)
 	defer cancel()
-	if err := s.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
-		return fmt.Errorf("change password: %w", err)
+	// A compare-and-swap on the hash that was checked: a change that
+	// landed meanwhile (another password change, a login's rehash) is
+	// checked against the current password again rather than overwritten.
+	for attempt := 0; ; attempt++ {
+		err := s.Store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, gatehouse.ErrStale) || attempt == maxStaleSessionRetries {
+			return fmt.Errorf("change password: %w", err)
+		}
+		if u, err = s.Store.UserByID(ctx, p.UserID); err != nil {
+			return fmt.Errorf("change password: %w", err)
+		}
+		if err := s.checkPasswordOf(ctx, u, current); err != nil {
+			return err
+		}
+	}
+	// Setting the hash advanced the user's version, so no login that
+	// checked the old password can create a session from now on; the
+	// sessions such logins created before it are ended here.
+	return s.revokeUserSessions(ctx, u.ID, p.SessionID, ReasonPasswordChange, s.now())
+}
+
+// checkPasswordOf verifies pw against u's stored hash.
+func (s *Service) checkPasswordOf(ctx context.Context, u gatehouse.User, pw string) error {
+	ok, _, err := s.Hasher.Verify(ctx, pw, u.PasswordHash)
+	if err != nil && !errors.Is(err, password.ErrMalformedHash) {
+		return s.hashError(err)
+	}
+	if !ok {
+		return ErrInvalidCredentials
 	}
 	return nil
 }
@@ -619,31 +727,32 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 		}
 		return before, nil
 	}
-	ctx, cancel := detach(ctx)
-	defer cancel()
 	now := s.now()
 	// Every token issued so far has an iat of at most ceilSecond(now),
 	// so a cutoff past that rejects them all; every token issued from now
-	// on is stamped at or after it. The second second of margin covers a
-	// refresh that read the user row before this update but took its clock
-	// reading just after ours, across a second boundary. Two changes must
-	// also get distinct cutoffs, or a token issued between them (stamped
-	// at the first cutoff) survives the second: hence at least one second
-	// past the previous cutoff.
+	// on is stamped at or after it. The second second of margin covers
+	// instance clocks a little apart. Two changes must also get distinct
+	// cutoffs, or a token issued between them (stamped at the first
+	// cutoff) survives the second: hence at least one second past the
+	// previous cutoff. That pushes the cutoff ahead of the clock when
+	// changes come quickly, and every revocation entry has to live until
+	// cutoff + AccessTTL, so how far ahead it may go is capped.
 	cutoff := ceilSecond(now).Add(2 * time.Second)
 	if next := before.TokensValidAfter.Add(time.Second); next.After(cutoff) {
 		cutoff = next
 	}
+	if limit := ceilSecond(now).Add(MaxCutoffAhead); cutoff.After(limit) {
+		return gatehouse.User{}, &RateLimitError{RetryAfter: cutoff.Sub(limit)}
+	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	// The revocation is recorded before the change it enforces: if the
 	// update then fails, the extra revocation only costs the user a
 	// refresh, and a retry finds the change still to do. The other order
 	// could leave a change made and its revocation lost.
-	rev := gatehouse.Revocation{Kind: gatehouse.RevokeUserBefore, Subject: userID, At: cutoff, ExpiresAt: s.revocationExpiry(cutoff)}
-	if err := s.Store.AddRevocation(ctx, rev); err != nil {
-		return gatehouse.User{}, fmt.Errorf("update user: record revocation: %w", err)
+	if err := s.revokeUserBefore(ctx, userID, cutoff); err != nil {
+		return gatehouse.User{}, err
 	}
-	s.Revoker.Record(ctx, rev)
-	s.Observer.Revoked("user_update", 1)
 	if disabling {
 		if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, now); err != nil {
 			return gatehouse.User{}, err
@@ -654,7 +763,41 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 	if err != nil {
 		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
 	}
+	// A login or refresh that read the user before the update committed
+	// stamps its token from a clock reading taken before its read, so
+	// before now (the update advanced the user's version: a session
+	// insert after it fails). If the update took long enough for that
+	// reading to reach the cutoff, move the cutoff past it.
+	if late := ceilSecond(s.now()).Add(2 * time.Second); late.After(u.TokensValidAfter) {
+		if err := s.revokeUserBefore(ctx, userID, late); err != nil {
+			return gatehouse.User{}, err
+		}
+		if u, err = s.Store.UpdateUser(ctx, userID, nil, nil, late); err != nil {
+			return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+		}
+		s.users.forget(userID)
+	}
+	if disabling {
+		// Sessions that logins in flight inserted before the version
+		// changed: ended now, so re-enabling the account cannot revive them.
+		if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, s.now()); err != nil {
+			return gatehouse.User{}, err
+		}
+	}
 	return u, nil
+}
+
+// revokeUserBefore records that the user's access tokens issued before
+// cutoff are revoked.
+func (s *Service) revokeUserBefore(ctx context.Context, userID string, cutoff time.Time) error {
+	rev := gatehouse.Revocation{Kind: gatehouse.RevokeUserBefore, Subject: userID, At: cutoff,
+		ExpiresAt: cutoff.Add(s.cfg.AccessTTL + s.cfg.Leeway + time.Second)}
+	if err := s.Store.AddRevocation(ctx, rev); err != nil {
+		return fmt.Errorf("update user: record revocation: %w", err)
+	}
+	s.Revoker.Record(ctx, rev)
+	s.Observer.Revoked("user_update", 1)
+	return nil
 }
 
 // AdminEndSession ends any session.

@@ -48,6 +48,14 @@ const (
 
 func newService(t *testing.T) (*auth.Service, *clock) {
 	t.Helper()
+	svc, clk, _ := newServiceWith(t, nil)
+	return svc, clk
+}
+
+// newServiceWith builds a service on a fresh SQLite file; adjust, when not
+// nil, may wrap its dependencies (a gated hasher, a store with hooks).
+func newServiceWith(t *testing.T, adjust func(*auth.Deps)) (*auth.Service, *clock, *sqlite.Store) {
+	t.Helper()
 	ctx := context.Background()
 	clk := &clock{now: time.Now().UTC()}
 	st, err := sqlite.Open(ctx, t.TempDir()+"/gh.db")
@@ -71,21 +79,25 @@ func newService(t *testing.T) (*auth.Service, *clock) {
 	}
 	logger := slog.New(slog.DiscardHandler)
 	rctx, cancel := context.WithCancel(ctx)
-	rev := revoke.New(st, nil, revoke.Config{Window: time.Hour, StaleAfter: 24 * time.Hour, Now: clk.Now}, logger)
+	rev := revoke.New(st, nil, revoke.Config{StaleAfter: 24 * time.Hour, Now: clk.Now}, logger)
 	if err := rev.Start(rctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); rev.Wait() })
-	svc := auth.New(auth.Config{
-		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
-		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second,
-	}, auth.Deps{
+	deps := auth.Deps{
 		Store: st, Signer: keys, RefreshCodec: codec,
 		Hasher:  password.NewHasher(password.DefaultParams(), 2, 16),
 		Revoker: rev, Limiter: ratelimit.NewMemory(clk.Now), Observer: nopObserver{},
 		Logger: logger, Now: clk.Now,
-	})
-	return svc, clk
+	}
+	if adjust != nil {
+		adjust(&deps)
+	}
+	svc := auth.New(auth.Config{
+		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
+		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second,
+	}, deps)
+	return svc, clk, st
 }
 
 var client = auth.Client{IP: "192.0.2.1", UserAgent: "test", Transport: gatehouse.TransportBody}

@@ -65,7 +65,7 @@ func benchHandler(b *testing.B) http.Handler {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	revoker := revoke.New(st, nil, revoke.Config{
-		Window: accessTTL + benchLeeway + time.Second, PollInterval: time.Second, StaleAfter: 5 * time.Second,
+		PollInterval: time.Second, StaleAfter: 5 * time.Second,
 	}, logger)
 	if err := revoker.Start(ctx); err != nil {
 		b.Fatal(err)

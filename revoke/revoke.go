@@ -64,10 +64,6 @@ var ErrRevoked = errors.New("token revoked")
 
 // Config tunes a Revoker. Zero values take the defaults.
 type Config struct {
-	// Window is how far back (by At) to load at start: the access-token
-	// lifetime plus leeway. Zero loads every entry that has not expired,
-	// which is always correct, only possibly more.
-	Window time.Duration
 	// PollInterval is how often the log is re-read. Default 1s.
 	PollInterval time.Duration
 	// StaleAfter: when the log has not been read successfully for longer,
@@ -193,10 +189,11 @@ func (r *Revoker) Start(ctx context.Context) error {
 		return errors.New("revoke: Start called twice")
 	}
 	now := r.cfg.Now()
-	since := time.Unix(0, 0).UTC() // every live entry: the log bounds them by ExpiresAt
-	if r.cfg.Window > 0 {
-		since = now.Add(-r.cfg.Window)
-	}
+	// Every entry that has not expired, however long ago it was made: an
+	// entry's ExpiresAt, not the access-token lifetime configured now, says
+	// how long it matters (a lifetime lowered across a restart must not
+	// drop entries that cover tokens issued under the longer one).
+	since := time.Unix(0, 0).UTC()
 	revs, err := r.log.RevocationsSince(ctx, since, now)
 	if err != nil {
 		r.started.Store(false)

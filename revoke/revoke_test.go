@@ -180,7 +180,7 @@ func TestStartLoadsLiveLog(t *testing.T) {
 		sessionRev("old", now.Add(-time.Hour)), // expired
 		userRev("u", now.Add(-2*time.Minute)),
 	)
-	r := started(t, log, nil, Config{Now: c.Now, Window: 11 * time.Minute, PollInterval: time.Hour})
+	r := started(t, log, nil, Config{Now: c.Now, PollInterval: time.Hour})
 	if err := r.Check("live", "x", now); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("live entry not loaded: %v", err)
 	}
@@ -192,6 +192,23 @@ func TestStartLoadsLiveLog(t *testing.T) {
 	}
 	if err := r.Ready(); err != nil {
 		t.Fatalf("Ready after a good load: %v", err)
+	}
+}
+
+// TestStartLoadsOldButLiveEntries: an entry made long ago that has not
+// expired (it covers tokens issued under a longer access-token lifetime
+// than the one configured now) is loaded at start; it was skipped when the
+// load went back only one current lifetime.
+func TestStartLoadsOldButLiveEntries(t *testing.T) {
+	c := newClock()
+	now := c.Now()
+	log := &fakeLog{}
+	old := sessionRev("old-but-live", now.Add(-2*time.Hour))
+	old.ExpiresAt = now.Add(time.Hour)
+	log.add(old)
+	r := started(t, log, nil, Config{Now: c.Now, PollInterval: time.Hour})
+	if err := r.Check("old-but-live", "x", now); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("an entry made 2h ago and live for another hour was not loaded: Check = %v", err)
 	}
 }
 

@@ -95,7 +95,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
 	revoker := revoke.New(b.store, bus, revoke.Config{
-		Window:       c.AccessTTL + accessLeeway + time.Second,
 		PollInterval: time.Second,
 		StaleAfter:   5 * time.Second,
 		FailOpen:     c.FailOpen,

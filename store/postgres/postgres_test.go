@@ -368,7 +368,7 @@ func TestRotateIsPrepared(t *testing.T) {
 	}
 	sess := gatehouse.Session{ID: "s1", UserID: u.ID, Gen: 1, CreatedAt: now, RotatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(time.Hour), Transport: gatehouse.TransportCookie}
-	if err := s.CreateSession(t.Context(), sess); err != nil {
+	if err := s.CreateSession(t.Context(), sess, 1); err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
 	for gen := uint64(1); gen <= 2; gen++ {
@@ -410,7 +410,7 @@ func BenchmarkRotateSession(b *testing.B) {
 		err := s.CreateSession(ctx, gatehouse.Session{
 			ID: id, UserID: u.ID, Gen: 1, CreatedAt: created, RotatedAt: created, LastUsedAt: created,
 			ExpiresAt: created.Add(30 * 24 * time.Hour), Transport: gatehouse.TransportBody,
-		})
+		}, 1)
 		if err != nil {
 			b.Errorf("CreateSession: %v", err)
 			return

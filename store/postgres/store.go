@@ -17,12 +17,12 @@ import (
 // copies serve RotateSession's UPDATE ... FROM users, where bare names
 // would be ambiguous.
 const (
-	userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after`
+	userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version`
 
 	sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at,
 		revoked_at, revoke_reason, user_agent, ip, transport`
 
-	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after`
+	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after, u.version`
 
 	sessionColsS = `s.id, s.user_id, s.gen, s.created_at, s.rotated_at, s.last_used_at, s.expires_at,
 		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport`
@@ -54,10 +54,11 @@ type userRow struct {
 	disabled                            bool
 	createdAt                           time.Time
 	tokensValidAfter                    *time.Time
+	version                             int64
 }
 
 func (r *userRow) dest() []any {
-	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter}
+	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter, &r.version}
 }
 
 func (r *userRow) user() gatehouse.User {
@@ -70,6 +71,7 @@ func (r *userRow) user() gatehouse.User {
 		Disabled:         r.disabled,
 		CreatedAt:        r.createdAt.UTC(),
 		TokensValidAfter: utc(r.tokensValidAfter),
+		Version:          uint64(r.version), // the column starts at 1 and only grows
 	}
 }
 
@@ -108,10 +110,14 @@ func (r *sessionRow) session() gatehouse.Session {
 
 // CreateUser inserts u; a case-insensitive email clash is ErrEmailTaken.
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
+	version, ok := versionArg(u.Version)
+	if !ok {
+		return fmt.Errorf("postgres: create user: version %d out of range", u.Version)
+	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userCols+`, email_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.CreatedAt, nullTime(u.TokensValidAfter),
-		gatehouse.EmailKey(u.Email))
+		version, gatehouse.EmailKey(u.Email))
 	if pgErr, ok := asPgError(err); ok && pgErr.Code == "23505" && pgErr.ConstraintName == emailKeyConstraint {
 		return fmt.Errorf("postgres: create user: %w", gatehouse.ErrEmailTaken)
 	}
@@ -162,16 +168,42 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]gateh
 	return users, nil
 }
 
-// SetPasswordHash replaces a user's password hash, or returns ErrNotFound.
-func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, userID, hash)
+// SetPasswordHash replaces a user's password hash and advances its
+// version; with oldHash set, only while the stored hash is still oldHash.
+func (s *Store) SetPasswordHash(ctx context.Context, userID, oldHash, hash string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2, version = version + 1
+		WHERE id = $1 AND ($3 = '' OR password_hash = $3)`, userID, hash, oldHash)
 	if err != nil {
 		return wrap("set password hash", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: set password hash: %w", gatehouse.ErrNotFound)
+		return s.staleOrMissing(ctx, "set password hash", userID)
 	}
 	return nil
+}
+
+// RehashPassword swaps oldHash for hash, an encoding of the same password,
+// leaving the version alone so logins in flight are not disturbed.
+func (s *Store) RehashPassword(ctx context.Context, userID, oldHash, hash string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3`,
+		userID, hash, oldHash)
+	if err != nil {
+		return wrap("rehash password", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.staleOrMissing(ctx, "rehash password", userID)
+	}
+	return nil
+}
+
+// staleOrMissing tells why a conditional update of a user matched no row:
+// the user is gone (ErrNotFound) or changed since it was read (ErrStale).
+func (s *Store) staleOrMissing(ctx context.Context, op, userID string) error {
+	var one int
+	if err := s.pool.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(&one); err != nil {
+		return wrap(op, err) // pgx.ErrNoRows: ErrNotFound
+	}
+	return fmt.Errorf("postgres: %s: %w", op, gatehouse.ErrStale)
 }
 
 // UpdateUser applies the non-nil fields and raises tokens_valid_after in one
@@ -187,7 +219,8 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 	err := s.pool.QueryRow(ctx, `UPDATE users SET
 			role = COALESCE($2::text, role),
 			disabled = COALESCE($3::boolean, disabled),
-			tokens_valid_after = GREATEST(tokens_valid_after, $4::timestamptz)
+			tokens_valid_after = GREATEST(tokens_valid_after, $4::timestamptz),
+			version = version + 1
 		WHERE id = $1
 		RETURNING `+userCols,
 		userID, roleArg, disabled, nullTime(tokensValidAfter)).Scan(r.dest()...)
@@ -209,17 +242,61 @@ func genArg(gen uint64) (int64, bool) {
 	return int64(gen), true
 }
 
-// CreateSession inserts s.
-func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session) error {
+// CreateSession inserts s only while its user is enabled and at
+// userVersion. FOR SHARE holds the user row until the insert commits: a
+// concurrent UPDATE of the user (role, disabled, password) waits for it and
+// its later revocation of the user's sessions sees the new one; an UPDATE
+// that got the row first makes this statement re-check the row after it
+// commits (READ COMMITTED), find another version and insert nothing.
+func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session, userVersion uint64) error {
 	gen, ok := genArg(sess.Gen)
 	if !ok {
 		return fmt.Errorf("postgres: create session: generation %d out of range", sess.Gen)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+	version, ok := versionArg(userVersion)
+	if !ok {
+		return fmt.Errorf("postgres: create session: %w", gatehouse.ErrStale)
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
+		SELECT $1::text, $2::text, $3::bigint, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::timestamptz,
+			$8::timestamptz, $9::text, $10::text, $11::text, $12::text
+		FROM users WHERE id = $2 AND version = $13 AND NOT disabled
+		FOR SHARE`,
 		sess.ID, sess.UserID, gen, sess.CreatedAt, sess.RotatedAt, sess.LastUsedAt, sess.ExpiresAt,
-		nullTime(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport))
-	return wrap("create session", err)
+		nullTime(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport), version)
+	if err != nil {
+		return wrap("create session", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: create session: %w", gatehouse.ErrStale)
+	}
+	return nil
+}
+
+// versionArg converts a user version to the bigint column's type; a new
+// user's zero version is stored as 1, the column's default.
+func versionArg(v uint64) (int64, bool) {
+	if v > math.MaxInt64 {
+		return 0, false
+	}
+	return max(int64(v), 1), true
+}
+
+// DeleteEndedSessions deletes a batch of sessions that ended before the
+// retention cutoffs. SKIP LOCKED lets several instances prune at once
+// without waiting on each other's batches.
+func (s *Store) DeleteEndedSessions(ctx context.Context, endedBefore, idleBefore time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+			SELECT id FROM sessions
+			WHERE expires_at < $1 OR revoked_at < $1 OR last_used_at < $2
+			LIMIT $3 FOR UPDATE SKIP LOCKED)`, endedBefore, idleBefore, limit)
+	if err != nil {
+		return 0, wrap("delete ended sessions", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // SessionByID returns the session whatever its state, or ErrNotFound.

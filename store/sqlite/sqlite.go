@@ -203,12 +203,16 @@ func (s *Store) Close() error {
 
 // --- users ------------------------------------------------------------------
 
-const userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after`
+const userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version`
 
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	version, err := versionArg(u.Version)
+	if err != nil {
+		return fmt.Errorf("sqlite: create user: %w", err)
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, boolInt(u.Disabled), micros(u.CreatedAt), nullMicros(u.TokensValidAfter),
-		gatehouse.EmailKey(u.Email))
+		version, gatehouse.EmailKey(u.Email))
 	if err != nil {
 		var se *msqlite.Error
 		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && strings.Contains(se.Error(), "users.email_key") {
@@ -260,9 +264,35 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]gateh
 	return us, nil
 }
 
-func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
-	return wrap("set password hash", oneRow(res, err))
+func (s *Store) SetPasswordHash(ctx context.Context, userID, oldHash, hash string) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE users SET password_hash = ?1, version = version + 1
+		WHERE id = ?2 AND (?3 = '' OR password_hash = ?3)`, hash, userID, oldHash)
+	if err := oneRow(res, err); err != nil {
+		return s.staleOrMissing(ctx, "set password hash", userID, err)
+	}
+	return nil
+}
+
+func (s *Store) RehashPassword(ctx context.Context, userID, oldHash, hash string) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE users SET password_hash = ?1 WHERE id = ?2 AND password_hash = ?3`,
+		hash, userID, oldHash)
+	if err := oneRow(res, err); err != nil {
+		return s.staleOrMissing(ctx, "rehash password", userID, err)
+	}
+	return nil
+}
+
+// staleOrMissing tells why a conditional update of a user matched no row:
+// the user is gone (ErrNotFound) or changed since it was read (ErrStale).
+func (s *Store) staleOrMissing(ctx context.Context, op, userID string, err error) error {
+	if !errors.Is(err, sql.ErrNoRows) {
+		return wrap(op, err)
+	}
+	var one int
+	if err := s.write.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, userID).Scan(&one); err != nil {
+		return wrap(op, err) // sql.ErrNoRows: ErrNotFound
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, gatehouse.ErrStale)
 }
 
 func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.Role, disabled *bool, tokensValidAfter time.Time) (gatehouse.User, error) {
@@ -278,7 +308,8 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 	u, err := scanUser(s.write.QueryRowContext(ctx, `UPDATE users SET
 			role = coalesce(?1, role),
 			disabled = coalesce(?2, disabled),
-			tokens_valid_after = CASE WHEN ?3 IS NULL OR tokens_valid_after >= ?3 THEN tokens_valid_after ELSE ?3 END
+			tokens_valid_after = CASE WHEN ?3 IS NULL OR tokens_valid_after >= ?3 THEN tokens_valid_after ELSE ?3 END,
+			version = version + 1
 		WHERE id = ?4
 		RETURNING `+userCols,
 		roleArg, disabledArg, nullMicros(tokensValidAfter), userID))
@@ -292,14 +323,50 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 
 const sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at, revoked_at, revoke_reason, user_agent, ip, transport`
 
-func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session) error {
+// CreateSession inserts the session only while its user is enabled and at
+// userVersion; every write goes through the one writer connection, so the
+// check and the insert are one step no change of the user can come between.
+func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session, userVersion uint64) error {
 	if sess.Gen > math.MaxInt64 {
 		return fmt.Errorf("sqlite: create session: generation %d out of range", sess.Gen)
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	version, err := versionArg(userVersion)
+	if err != nil {
+		return fmt.Errorf("sqlite: create session: %w", err)
+	}
+	res, err := s.write.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+		WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND version = ?13 AND disabled = 0)`,
 		sess.ID, sess.UserID, int64(sess.Gen), micros(sess.CreatedAt), micros(sess.RotatedAt), micros(sess.LastUsedAt),
-		micros(sess.ExpiresAt), nullMicros(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport))
-	return wrap("create session", err)
+		micros(sess.ExpiresAt), nullMicros(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport),
+		version)
+	if err := oneRow(res, err); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: create session: %w", gatehouse.ErrStale)
+		}
+		return wrap("create session", err)
+	}
+	return nil
+}
+
+// DeleteEndedSessions deletes a batch of sessions that ended before the
+// retention cutoffs; small batches keep the writer lock short.
+func (s *Store) DeleteEndedSessions(ctx context.Context, endedBefore, idleBefore time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	res, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE id IN (
+			SELECT id FROM sessions
+			WHERE expires_at < ?1 OR revoked_at < ?1 OR last_used_at < ?2
+			LIMIT ?3)`, micros(endedBefore), micros(idleBefore), limit)
+	if err != nil {
+		return 0, wrap("delete ended sessions", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("delete ended sessions", err)
+	}
+	return int(n), nil
 }
 
 func (s *Store) SessionByID(ctx context.Context, id string) (gatehouse.Session, error) {
@@ -501,10 +568,12 @@ func scanUser(row scanner) (gatehouse.User, error) {
 		disabled int64
 		created  int64
 		tva      sql.NullInt64
+		version  int64
 	)
-	if err := row.Scan(&u.ID, &u.Email, &u.Name, &role, &u.PasswordHash, &disabled, &created, &tva); err != nil {
+	if err := row.Scan(&u.ID, &u.Email, &u.Name, &role, &u.PasswordHash, &disabled, &created, &tva, &version); err != nil {
 		return gatehouse.User{}, err
 	}
+	u.Version = uint64(version)
 	u.Role, u.Disabled, u.CreatedAt, u.TokensValidAfter = gatehouse.Role(role), disabled != 0, fromMicros(created), fromNullMicros(tva)
 	return u, nil
 }
@@ -545,6 +614,15 @@ func fromNullMicros(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMicros(v.Int64)
+}
+
+// versionArg converts a user version to the INTEGER column's type. A new
+// user's zero version is stored as 1, the column's default.
+func versionArg(v uint64) (int64, error) {
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("user version %d out of range", v)
+	}
+	return max(int64(v), 1), nil
 }
 
 func boolInt(b bool) int64 {

@@ -74,7 +74,7 @@ func seed(t testing.TB, s gatehouse.Store, now time.Time) gatehouse.Session {
 	}
 	sess := gatehouse.Session{ID: newID(), UserID: u.ID, Gen: 1, CreatedAt: now, RotatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(30 * 24 * time.Hour), Transport: gatehouse.TransportCookie}
-	if err := s.CreateSession(t.Context(), sess); err != nil {
+	if err := s.CreateSession(t.Context(), sess, 1); err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
 	return sess

@@ -227,7 +227,7 @@ func testRotateSessionReturnsCurrentUser(t *testing.T, s gatehouse.Store) {
 	if _, err := s.UpdateUser(t.Context(), u.ID, &admin, nil, tva); err != nil {
 		t.Fatalf("UpdateUser: %v", err)
 	}
-	if err := s.SetPasswordHash(t.Context(), u.ID, "$argon2id$v=19$m=19456,t=2,p=1$eA$eQ"); err != nil {
+	if err := s.SetPasswordHash(t.Context(), u.ID, "", "$argon2id$v=19$m=19456,t=2,p=1$eA$eQ"); err != nil {
 		t.Fatalf("SetPasswordHash: %v", err)
 	}
 	_, gotU, err := s.RotateSession(t.Context(), sess.ID, 1, now, now.Add(-idleTTL))

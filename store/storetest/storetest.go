@@ -67,6 +67,12 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"RevokeSession", testRevokeSession},
 		{"RevokeSessionConcurrent", testRevokeSessionConcurrent},
 		{"RevokeUserSessions", testRevokeUserSessions},
+		{"CreateSessionVersion", testCreateSessionVersion},
+		{"CreateSessionDisabledOrUnknown", testCreateSessionDisabledOrUnknown},
+		{"CreateSessionRacesPasswordChange", testCreateSessionRacesPasswordChange},
+		{"RehashPassword", testRehashPassword},
+		{"SetPasswordHashCompareAndSwap", testSetPasswordHashCompareAndSwap},
+		{"DeleteEndedSessions", testDeleteEndedSessions},
 
 		{"RevocationsSince", testRevocationsSince},
 		{"PruneRevocations", testPruneRevocations},
@@ -108,6 +114,7 @@ func newUser(email string) gatehouse.User {
 		Role:         gatehouse.RoleUser,
 		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
 		CreatedAt:    baseTime(),
+		Version:      1,
 	}
 }
 
@@ -139,7 +146,11 @@ func newSession(userID string, now time.Time) gatehouse.Session {
 
 func mustCreateSession(t *testing.T, s gatehouse.Store, sess gatehouse.Session) gatehouse.Session {
 	t.Helper()
-	if err := s.CreateSession(t.Context(), sess); err != nil {
+	u, err := s.UserByID(t.Context(), sess.UserID)
+	if err != nil {
+		t.Fatalf("CreateSession(%s): read its user: %v", sess.ID, err)
+	}
+	if err := s.CreateSession(t.Context(), sess, u.Version); err != nil {
 		t.Fatalf("CreateSession(%s): %v", sess.ID, err)
 	}
 	return sess

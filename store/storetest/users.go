@@ -297,7 +297,7 @@ func testSetPasswordHash(t *testing.T, s gatehouse.Store) {
 	u := mustCreateUser(t, s, "pw@example.com")
 	other := mustCreateUser(t, s, "other@example.com")
 	const h = "$argon2id$v=19$m=65536,t=3,p=2$bmV3c2FsdA$bmV3aGFzaA"
-	if err := s.SetPasswordHash(t.Context(), u.ID, h); err != nil {
+	if err := s.SetPasswordHash(t.Context(), u.ID, "", h); err != nil {
 		t.Fatalf("SetPasswordHash: %v", err)
 	}
 	want := u
@@ -305,7 +305,7 @@ func testSetPasswordHash(t *testing.T, s gatehouse.Store) {
 	checkUser(t, "after SetPasswordHash", mustUser(t, s, u.ID), want)
 	checkUser(t, "other user after SetPasswordHash", mustUser(t, s, other.ID), other)
 
-	err := s.SetPasswordHash(t.Context(), newID(), h)
+	err := s.SetPasswordHash(t.Context(), newID(), "", h)
 	wantNotFound(t, "SetPasswordHash(unknown user)", err)
 }
 

@@ -1,0 +1,7 @@
+-- users.version changes with every change of role, enabled state or
+-- password; a session is inserted only while the version its login read is
+-- still current, so a login that overlapped such a change cannot outlive it.
+ALTER TABLE users ADD COLUMN version bigint NOT NULL DEFAULT 1;
+
+-- Ended sessions are deleted after a retention period, in batches.
+CREATE INDEX sessions_expires_at_idx ON sessions (expires_at);
