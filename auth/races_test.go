@@ -307,3 +307,35 @@ func TestLogoutNeedsALiveSession(t *testing.T) {
 		t.Fatalf("the refresh token of a logged-out session identifies it for logout: %v", err)
 	}
 }
+
+func TestDeleteEndedSessionsKeepsLiveOnes(t *testing.T) {
+	svc, clk, st := newServiceWith(t, nil)
+	ctx := context.Background()
+	ended := signup(t, svc, "ended@example.com")
+	live := signup(t, svc, "live@example.com")
+	if err := svc.Logout(ctx, ended.User.ID, ended.Session.ID, auth.ScopeLocal); err != nil {
+		t.Fatal(err)
+	}
+	const retention = 30 * time.Minute
+	if n, err := svc.DeleteEndedSessions(ctx, retention); err != nil || n != 0 {
+		t.Fatalf("a session ended just now was deleted (n=%d, err=%v)", n, err)
+	}
+	clk.Advance(retention + time.Minute)
+	// Keep the live session live: it refreshes within its idle lifetime.
+	if _, err := st.SessionByID(ctx, live.Session.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.TouchSession(ctx, live.Session.ID, clk.Now().UTC()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := svc.DeleteEndedSessions(ctx, retention)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteEndedSessions after the retention period = %d, %v; want the one ended session", n, err)
+	}
+	if _, err := st.SessionByID(ctx, ended.Session.ID); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("the ended session is still stored: %v", err)
+	}
+	if _, err := st.SessionByID(ctx, live.Session.ID); err != nil {
+		t.Errorf("a live session was deleted: %v", err)
+	}
+}

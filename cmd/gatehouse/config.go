@@ -40,6 +40,9 @@ type config struct {
 	HashWorkers    int
 	HashQueue      int
 	ShutdownGrace  time.Duration
+	// SessionRetention is how long ended sessions are kept before they are
+	// deleted; zero keeps them forever.
+	SessionRetention time.Duration
 
 	// noSecrets: the command touches no secret (migrate, user create), so
 	// on PostgreSQL no master key is needed.
@@ -109,6 +112,10 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		},
 		"shutdown-grace": func() {
 			fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "time given to requests in flight on shutdown")
+		},
+		"session-retention": func() {
+			fs.DurationVar(&c.SessionRetention, "session-retention", 30*24*time.Hour,
+				"ended sessions (with their IP and user agent) are deleted this long after they end; 0 keeps them")
 		},
 	}
 	for _, n := range names {
@@ -202,6 +209,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		return errors.New("--shutdown-grace must not be negative")
+	}
+	if c.SessionRetention < 0 {
+		return errors.New("--session-retention must not be negative (0 keeps ended sessions)")
 	}
 	if c.MasterKey != "" && c.MasterKeyFile != "" {
 		return errors.New("give either --master-key or --master-key-file, not both")

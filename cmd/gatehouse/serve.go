@@ -30,6 +30,7 @@ var serveFlags = []string{
 	"session-max-age", "reuse-grace", "signing-alg", "allowed-origins", "trusted-proxies",
 	"rate-limit-login", "rate-limit-refresh", "rate-limit-signup", "log-level", "master-key",
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
+	"session-retention",
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -128,6 +129,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
 	})
+	if c.SessionRetention > 0 {
+		background.Go(func() { deleteEndedSessions(runCtx, svc, c.SessionRetention, logger) })
+	}
 	ready := func(ctx context.Context) error {
 		var problems []string
 		if err := b.store.Ping(ctx); err != nil {
