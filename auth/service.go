@@ -650,8 +650,11 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, gatehouse.ErrStale) || attempt == maxStaleSessionRetries {
+		if !errors.Is(err, gatehouse.ErrStale) {
 			return fmt.Errorf("change password: %w", err)
+		}
+		if attempt == maxStaleSessionRetries {
+			return fmt.Errorf("change password: user keeps changing: %w", gatehouse.ErrUnavailable)
 		}
 		if u, err = s.Store.UserByID(ctx, p.UserID); err != nil {
 			return fmt.Errorf("change password: %w", err)
