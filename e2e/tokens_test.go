@@ -228,7 +228,9 @@ func containsAny(list []any, s string) bool {
 
 func TestKeyRotationWhileRunning(t *testing.T) {
 	t.Parallel()
-	s := startServer(t)
+	// A new key signs only after this delay (keys_lifecycle_test.go checks
+	// the delay itself); short, so new tokens change key within the wait below.
+	s := startServer(t, "--key-publish-ahead", "1s")
 	d := s.newUser(t, true)
 	before, _ := fetchJWKS(t, s)
 	oldTok := d.Access()

@@ -63,14 +63,16 @@ type parsedClaims struct {
 	NotBefore *jwt.NumericDate `json:"nbf"`
 }
 
-// Sign returns a compact JWS of c signed with the newest key of
-// cfg.Algorithm. Empty Issuer and Audience default to the configured ones,
-// a zero ExpiresAt to IssuedAt+TTL and an empty ID to a random jti.
-// IssuedAt is required (Sign does not read the clock), and a token that
-// Verify would reject for its content is refused here instead.
+// Sign returns a compact JWS of c signed with the key of cfg.Algorithm that
+// signs at c.IssuedAt (keySet.signerAt: a rotated-in key only once it has
+// been published for PublishAhead). Empty Issuer and Audience default to
+// the configured ones, a zero ExpiresAt to IssuedAt+TTL and an empty ID to
+// a random jti. IssuedAt is required (Sign does not read the clock; the
+// caller's iat is its now), and a token that Verify would reject for its
+// content is refused here instead.
 func (k *Keys) Sign(c Claims) (string, error) {
 	set := k.set.Load()
-	if set == nil || set.signer == nil {
+	if set == nil || set.newest() == nil {
 		return "", errors.New("token: Sign before Load")
 	}
 	if c.Issuer == "" {
@@ -82,6 +84,7 @@ func (k *Keys) Sign(c Claims) (string, error) {
 	if c.IssuedAt.IsZero() {
 		return "", errors.New("token: IssuedAt is required")
 	}
+	signer := set.signerAt(c.IssuedAt)
 	if c.ExpiresAt.IsZero() {
 		c.ExpiresAt = c.IssuedAt.Add(k.cfg.TTL)
 	}
@@ -106,7 +109,7 @@ func (k *Keys) Sign(c Claims) (string, error) {
 	}
 	// The signer was built once per key with typ and kid in its protected
 	// header; go-jose does the JWS encoding.
-	jws, err := set.signer.signer.Sign(payload)
+	jws, err := signer.signer.Sign(payload)
 	if err != nil {
 		return "", fmt.Errorf("token: sign: %w", err)
 	}
@@ -122,6 +125,9 @@ var errUnknownKey = errors.New("unknown signing key")
 // our keys, found by kid, whose algorithm equals the header's alg: header
 // keys (jku, jwk, x5u, x5c) are never used, so no token can bring its own
 // key, and "none" or HS256-with-a-public-key tokens match no key.
+//
+// A retired key (see slot.retireAt) verifies nothing: it left the JWKS at
+// the same moment, when every token it legitimately signed had expired.
 //
 // A kid we do not hold triggers one reload from the store (at most once a
 // second across all requests), since another instance may have rotated.
@@ -139,8 +145,11 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 	}
 	// The same token verified before under this key set: skip the
 	// signature, re-check the claims at now (verified.go).
-	if pc, ok := set.verified.get(raw); ok {
-		return k.checkClaims(pc, now)
+	if v, ok := set.verified.get(raw); ok {
+		if v.key.retired(now) {
+			return Claims{}, fmt.Errorf("%w: signing key %q retired", ErrInvalidToken, v.key.id)
+		}
+		return k.checkClaims(v.claims, now)
 	}
 	tok, key, err := set.find(raw)
 	if errors.Is(err, errUnknownKey) {
@@ -152,6 +161,12 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 	}
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if key.retired(now) {
+		// Every token the key signed has expired, so a token it verifies
+		// now can only come from a leaked key; it is also gone from the
+		// JWKS, where resource servers stop accepting it at this moment.
+		return Claims{}, fmt.Errorf("%w: signing key %q retired", ErrInvalidToken, key.id)
 	}
 	h := tok.Signatures[0].Header
 	if _, ok := h.ExtraHeaders["crit"]; ok {
@@ -178,7 +193,7 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 	}
 	c, err := k.checkClaims(&pc, now)
 	if err == nil {
-		set.verified.put(raw, &pc, now) // set: the snapshot key came from
+		set.verified.put(raw, &verifiedToken{claims: &pc, key: key}, now) // set: the snapshot key came from
 	}
 	return c, err
 }
@@ -189,7 +204,7 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 // It uses jose.ParseSignedCompact rather than jwt.ParseSigned: the same
 // parser, but the result gives the verified payload as bytes, which we
 // decode once with encoding/json.
-func (s *keySet) find(raw string) (*jose.JSONWebSignature, *key, error) {
+func (s *keySet) find(raw string) (*jose.JSONWebSignature, *slot, error) {
 	tok, err := jose.ParseSignedCompact(raw, s.algs)
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm

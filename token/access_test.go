@@ -226,7 +226,7 @@ func TestVerifyAlgMustMatchKey(t *testing.T) {
 	hs := newTestKeys(t, AlgHS256, store) // loads the EdDSA key too
 	hsKID := signerKID(t, hs)
 	_, hsSecret := privateKey(t, hs, store, hsKID)
-	edPub := []byte(ed.set.Load().signer.verify.(ed25519.PublicKey))
+	edPub := []byte(ed.set.Load().newest().verify.(ed25519.PublicKey))
 
 	// The EdDSA kid with HS256 over its public key, padded to 32 bytes anyway.
 	wantInvalid(t, hs, forge(t, "HS256", edPub, map[string]any{"kid": edKID, "typ": "at+jwt"}, goodClaimsMap()), t0)
@@ -465,13 +465,13 @@ func TestVerifyUnknownKidReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := testClaims()
-	c.IssuedAt = t0.Add(time.Minute)
+	c.IssuedAt = t0.Add(time.Minute + testAhead) // when the new key signs
 	tok := mustSign(t, a, c)
-	if _, err := b.Verify(context.Background(), tok, t0.Add(time.Minute)); err != nil {
+	if _, err := b.Verify(context.Background(), tok, c.IssuedAt); err != nil {
 		t.Fatalf("token of rotated key rejected: %v", err)
 	}
 	// b's JWKS now shows it too.
-	jwks, _ := b.JWKS(t0.Add(time.Minute))
+	jwks, _ := b.JWKS(c.IssuedAt)
 	if !strings.Contains(string(jwks), signerKID(t, a)) {
 		t.Fatal("reloaded key not in JWKS")
 	}

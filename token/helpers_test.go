@@ -64,6 +64,7 @@ const (
 	testAudience = "api.example.test"
 	testTTL      = 10 * time.Minute
 	testLeeway   = 30 * time.Second
+	testAhead    = 2 * time.Minute
 )
 
 var allAlgs = []string{AlgEdDSA, AlgES256, AlgHS256}
@@ -74,7 +75,7 @@ var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 func testSealKey() []byte { return bytes.Repeat([]byte{0x42}, 32) }
 
 func testConfig(alg string) Config {
-	return Config{Algorithm: alg, Issuer: testIssuer, Audience: testAudience, TTL: testTTL, Leeway: testLeeway, SealKey: testSealKey()}
+	return Config{Algorithm: alg, Issuer: testIssuer, Audience: testAudience, TTL: testTTL, Leeway: testLeeway, PublishAhead: testAhead, SealKey: testSealKey()}
 }
 
 func newTestKeys(tb testing.TB, alg string, store *memStore) *Keys {
@@ -105,13 +106,15 @@ func mustSign(tb testing.TB, k *Keys, c Claims) string {
 	return tok
 }
 
+// signerKID is the kid of the newest key of the configured algorithm: the
+// one that signs once it has been published long enough.
 func signerKID(tb testing.TB, k *Keys) string {
 	tb.Helper()
 	s := k.set.Load()
-	if s == nil || s.signer == nil {
+	if s == nil || s.newest() == nil {
 		tb.Fatal("no signer")
 	}
-	return s.signer.id
+	return s.newest().id
 }
 
 // privateKey unseals a stored key the way an attacker holding the seal key
@@ -198,3 +201,14 @@ func wantInvalid(tb testing.TB, k *Keys, tok string, now time.Time) {
 }
 
 func segments(tok string) []string { return strings.Split(tok, ".") }
+
+// badSignature changes the last two characters of tok's signature, keeping
+// the encoding canonical. Always replacing them with "AA" left one token in
+// 256 unchanged (and so valid).
+func badSignature(tok string) string {
+	head, tail := tok[:len(tok)-2], tok[len(tok)-2:]
+	if tail == "AA" {
+		return head + "BA"
+	}
+	return head + "AA"
+}

@@ -56,12 +56,17 @@ type Config struct {
 	Algorithm string
 	// Issuer and Audience are stamped into tokens and required on verify.
 	Issuer, Audience string
-	// TTL is the access-token lifetime. A public key stays in the JWKS for
-	// TTL+Leeway after its successor is created, i.e. until every token it
-	// signed has expired.
+	// TTL is the access-token lifetime. A key stays in the JWKS, and keeps
+	// verifying, for TTL+Leeway after its successor starts signing, i.e.
+	// until every token it signed has expired; then it retires for good.
 	TTL time.Duration
 	// Leeway is the clock leeway for exp/nbf/iat, at most MaxLeeway.
 	Leeway time.Duration
+	// PublishAhead is how long a rotated-in key is published in the JWKS
+	// before it signs, so resource servers holding a cached JWKS know it
+	// by the time its first token reaches them. It must exceed how long
+	// they may cache the JWKS. Zero signs with a new key at once.
+	PublishAhead time.Duration
 	// SealKey (32 bytes) encrypts private keys with AES-256-GCM before they
 	// reach the store, so a copy of the database cannot mint tokens.
 	SealKey []byte
@@ -106,20 +111,71 @@ type key struct {
 	jwk []byte
 }
 
+// slot is a key as one snapshot sees it: its place in the rotation, which
+// depends on the keys around it, is fixed per snapshot.
+type slot struct {
+	*key
+	// activeFrom is when the key starts signing: PublishAhead after it was
+	// created (and so published), or at creation for the first key of its
+	// algorithm, which has no older key to sign in the meantime.
+	activeFrom time.Time
+	// retireAt is when the key leaves the JWKS and stops verifying:
+	// TTL+Leeway after the next key of its algorithm started signing, when
+	// every token the key signed has expired. Zero for the newest key of
+	// its algorithm, which never retires.
+	retireAt time.Time
+}
+
+// retired reports whether the key verifies nothing any more at now.
+func (s *slot) retired(now time.Time) bool {
+	return !s.retireAt.IsZero() && !now.Before(s.retireAt)
+}
+
 // keySet is an immutable snapshot of every key we hold.
 type keySet struct {
-	byID   map[string]*key
-	sorted []*key // oldest first, by (created, id)
-	// retireAt[i] is when sorted[i] leaves the JWKS: TTL+Leeway after the
-	// next key of the same algorithm was created; zero for the newest key
-	// of its algorithm.
-	retireAt []time.Time
+	byID   map[string]*slot
+	sorted []*slot // oldest first, by (created, id)
 	// algs pins the algorithms the JWS parser accepts to those of keys we hold.
-	algs   []jose.SignatureAlgorithm
-	signer *key // newest key of cfg.Algorithm, nil if none
+	algs []jose.SignatureAlgorithm
+	// signers are the keys of cfg.Algorithm, oldest first; signerAt picks
+	// the one that signs at a given time.
+	signers []*slot
 	// verified caches tokens that verified under exactly this snapshot
 	// (verified.go); a new snapshot starts empty.
 	verified *verifiedCache
+}
+
+// newest is the newest key of cfg.Algorithm, nil if there is none.
+func (s *keySet) newest() *slot {
+	if len(s.signers) == 0 {
+		return nil
+	}
+	return s.signers[len(s.signers)-1]
+}
+
+// signerAt is the key that signs at t: the newest key of cfg.Algorithm
+// whose activeFrom has come. If none has (a clock behind the one that
+// created the first key), the oldest: something must sign, and it is
+// published.
+func (s *keySet) signerAt(t time.Time) *slot {
+	for i := len(s.signers) - 1; i > 0; i-- {
+		if !t.Before(s.signers[i].activeFrom) {
+			return s.signers[i]
+		}
+	}
+	if len(s.signers) == 0 {
+		return nil
+	}
+	return s.signers[0]
+}
+
+// keys returns the keys of the snapshot, oldest first, in a new slice.
+func (s *keySet) keys() []*key {
+	out := make([]*key, len(s.sorted))
+	for i, sl := range s.sorted {
+		out[i] = sl.key
+	}
+	return out
 }
 
 // NewKeys checks cfg and returns an empty key set; call Load before use.
@@ -143,6 +199,9 @@ func NewKeys(store KeyStore, cfg Config) (*Keys, error) {
 	}
 	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
 		return nil, fmt.Errorf("token: leeway must be between 0 and %s", MaxLeeway)
+	}
+	if cfg.PublishAhead < 0 {
+		return nil, errors.New("token: publish-ahead delay must not be negative")
 	}
 	if len(cfg.SealKey) != 32 {
 		return nil, fmt.Errorf("token: seal key must be 32 bytes, got %d", len(cfg.SealKey))
@@ -169,19 +228,21 @@ func (k *Keys) Load(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if set.signer == nil {
+	if set.newest() == nil {
 		nk, err := k.create(ctx, createdAt(now, nil))
 		if err != nil {
 			return err
 		}
-		set = k.newKeySet(append(slices.Clone(set.sorted), nk))
+		set = k.newKeySet(append(set.keys(), nk))
 	}
 	k.set.Store(set)
 	return nil
 }
 
-// Rotate creates a key of cfg.Algorithm, stores it and makes it the signer.
-// The previous keys keep verifying and stay in the JWKS for TTL+Leeway.
+// Rotate creates a key of cfg.Algorithm and stores it. The key is in the
+// JWKS at once and signs from PublishAhead after its creation on every
+// instance; the previous key signs until then, and keeps verifying and
+// stays in the JWKS for TTL+Leeway more.
 func (k *Keys) Rotate(ctx context.Context, now time.Time) (kid string, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -189,17 +250,20 @@ func (k *Keys) Rotate(ctx context.Context, now time.Time) (kid string, err error
 	if cur == nil {
 		return "", errors.New("token: Rotate before Load")
 	}
-	nk, err := k.create(ctx, createdAt(now, cur.signer))
+	var prev *key
+	if n := cur.newest(); n != nil {
+		prev = n.key
+	}
+	nk, err := k.create(ctx, createdAt(now, prev))
 	if err != nil {
 		return "", err
 	}
-	k.set.Store(k.newKeySet(append(slices.Clone(cur.sorted), nk)))
+	k.set.Store(k.newKeySet(append(cur.keys(), nk)))
 	return nk.id, nil
 }
 
-// JWKS returns {"keys":[...]}: the public keys (never HS256 secrets) of the
-// current signer of each algorithm and of older keys until TTL+Leeway after
-// their successor was created, newest first.
+// JWKS returns {"keys":[...]}: the public keys (never HS256 secrets) of
+// every key that has not retired, newest first.
 func (k *Keys) JWKS(now time.Time) ([]byte, error) {
 	set := k.set.Load()
 	if set == nil {
@@ -210,7 +274,7 @@ func (k *Keys) JWKS(now time.Time) ([]byte, error) {
 	first := true
 	for i := len(set.sorted) - 1; i >= 0; i-- {
 		key := set.sorted[i]
-		if key.jwk == nil || (!set.retireAt[i].IsZero() && !now.Before(set.retireAt[i])) {
+		if key.jwk == nil || key.retired(now) {
 			continue
 		}
 		if !first {
@@ -244,7 +308,7 @@ func (k *Keys) readStore(ctx context.Context) (*keySet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token: load signing keys: %w", err)
 	}
-	have := map[string]*key{}
+	have := map[string]*slot{}
 	if cur := k.set.Load(); cur != nil {
 		have = cur.byID
 	}
@@ -256,7 +320,7 @@ func (k *Keys) readStore(ctx context.Context) (*keySet, error) {
 		}
 		seen[sk.ID] = true
 		if old, ok := have[sk.ID]; ok {
-			keys = append(keys, old)
+			keys = append(keys, old.key)
 			continue
 		}
 		nk, err := k.unseal(sk)
@@ -267,7 +331,7 @@ func (k *Keys) readStore(ctx context.Context) (*keySet, error) {
 	}
 	for id, old := range have {
 		if !seen[id] {
-			keys = append(keys, old)
+			keys = append(keys, old.key)
 		}
 	}
 	if cur := k.set.Load(); cur != nil && len(keys) == len(cur.byID) {
@@ -278,7 +342,9 @@ func (k *Keys) readStore(ctx context.Context) (*keySet, error) {
 	return k.newKeySet(keys), nil
 }
 
-// newKeySet builds a snapshot from keys (which it may reorder).
+// newKeySet builds a snapshot from keys (which it may reorder). Everything
+// it derives comes from the keys' stored creation times and the config, so
+// every instance, and every restart, builds the same rotation.
 func (k *Keys) newKeySet(keys []*key) *keySet {
 	slices.SortFunc(keys, func(a, b *key) int {
 		if c := a.created.Compare(b.created); c != 0 {
@@ -286,20 +352,35 @@ func (k *Keys) newKeySet(keys []*key) *keySet {
 		}
 		return strings.Compare(a.id, b.id)
 	})
-	s := &keySet{byID: make(map[string]*key, len(keys)), sorted: keys, retireAt: make([]time.Time, len(keys)), verified: newVerifiedCache()}
-	next := map[jose.SignatureAlgorithm]*key{}
-	for i := len(keys) - 1; i >= 0; i-- {
-		key := keys[i]
-		s.byID[key.id] = key
+	s := &keySet{byID: make(map[string]*slot, len(keys)), sorted: make([]*slot, len(keys)), verified: newVerifiedCache()}
+	// Oldest first: the first key of an algorithm signs from its creation,
+	// later ones once they have been published for PublishAhead.
+	seen := map[jose.SignatureAlgorithm]bool{}
+	for i, key := range keys {
+		sl := &slot{key: key, activeFrom: key.created}
+		if seen[key.alg] {
+			sl.activeFrom = key.created.Add(k.cfg.PublishAhead)
+		}
+		seen[key.alg] = true
+		s.sorted[i], s.byID[key.id] = sl, sl
 		if !slices.Contains(s.algs, key.alg) {
 			s.algs = append(s.algs, key.alg)
 		}
-		if n := next[key.alg]; n != nil {
-			s.retireAt[i] = n.created.Add(k.cfg.TTL + k.cfg.Leeway)
-		} else if string(key.alg) == k.cfg.Algorithm {
-			s.signer = key
+		if string(key.alg) == k.cfg.Algorithm {
+			s.signers = append(s.signers, sl)
 		}
-		next[key.alg] = key
+	}
+	// Newest first: a key retires once its successor has signed for
+	// TTL+Leeway, when the last token the key signed has expired. The
+	// successor's activeFrom is never earlier than the key's own: created
+	// times increase and all but the first key wait the same PublishAhead.
+	next := map[jose.SignatureAlgorithm]*slot{}
+	for i := len(keys) - 1; i >= 0; i-- {
+		sl := s.sorted[i]
+		if n := next[sl.alg]; n != nil {
+			sl.retireAt = n.activeFrom.Add(k.cfg.TTL + k.cfg.Leeway)
+		}
+		next[sl.alg] = sl
 	}
 	return s
 }

@@ -55,6 +55,7 @@ func TestNewKeysConfig(t *testing.T) {
 		"leeway":      func(c *Config) { c.Leeway = 61 * time.Second },
 		"neg leeway":  func(c *Config) { c.Leeway = -time.Second },
 		"seal key":    func(c *Config) { c.SealKey = make([]byte, 16) },
+		"neg ahead":   func(c *Config) { c.PublishAhead = -time.Second },
 	}
 	for name, mutate := range bad {
 		c := testConfig(AlgEdDSA)
@@ -219,20 +220,35 @@ func TestRotateAndJWKSRetention(t *testing.T) {
 			if len(store.keys) != 2 || !store.keys[1].CreatedAt.Equal(rot) {
 				t.Fatalf("store after Rotate: %+v", store.keys)
 			}
-			c := testClaims()
-			c.IssuedAt = rot
-			newTok := mustSign(t, k, c)
-			if hdrKID(t, newTok) != newKID {
-				t.Fatal("new tokens not signed by the new key")
+			// The new key is published at once but signs only after the
+			// pre-publication delay, so every cached JWKS has it by then.
+			active := rot.Add(testAhead)
+			for _, iat := range []time.Time{rot, active.Add(-time.Second)} {
+				if got := kidAt(t, k, iat); got != oldKID {
+					t.Fatalf("token issued at rotation+%v signed by %s; want the old key %s", iat.Sub(rot), got, oldKID)
+				}
 			}
+			if got := kidAt(t, k, active); got != newKID {
+				t.Fatalf("token issued when the delay has passed signed by %s; want the new key %s", got, newKID)
+			}
+			c := testClaims()
+			c.IssuedAt = active
+			newTok := mustSign(t, k, c)
+			c.IssuedAt = active.Add(-time.Second)
+			lastOld := mustSign(t, k, c)
 
 			// The old key keeps verifying its tokens until they expire...
 			if _, err := k.Verify(context.Background(), oldTok, rot.Add(time.Second)); err != nil {
 				t.Fatalf("old token rejected after rotation: %v", err)
 			}
-			// ...and stays published until TTL+Leeway after the rotation.
-			retire := rot.Add(testTTL + testLeeway)
-			for _, now := range []time.Time{rot, retire.Add(-time.Nanosecond)} {
+			lastOldEnd := c.IssuedAt.Add(testTTL + testLeeway)
+			if _, err := k.Verify(context.Background(), lastOld, lastOldEnd.Add(-time.Second)); err != nil {
+				t.Fatalf("last token of the old key rejected before it expired: %v", err)
+			}
+			// ...and stays published until TTL+Leeway after the new key
+			// began signing, when the last of them has expired.
+			retire := active.Add(testTTL + testLeeway)
+			for _, now := range []time.Time{rot, lastOldEnd, retire.Add(-time.Nanosecond)} {
 				if kids, _ := parseJWKS(t, k, now); !slices.Equal(kids, []string{newKID, oldKID}) {
 					t.Fatalf("JWKS at %v = %v; want new and old", now, kids)
 				}
@@ -240,19 +256,30 @@ func TestRotateAndJWKSRetention(t *testing.T) {
 			if kids, _ := parseJWKS(t, k, retire); !slices.Equal(kids, []string{newKID}) {
 				t.Fatalf("JWKS at retirement = %v; want only the new key", kids)
 			}
-			// A second instance agrees.
+			// A second instance, loaded from the store, agrees on all of it.
 			other := newTestKeys(t, alg, store)
 			if signerKID(t, other) != newKID {
-				t.Fatal("second instance does not sign with the newest key")
+				t.Fatal("second instance does not know the newest key")
+			}
+			if kidAt(t, other, active.Add(-time.Second)) != oldKID || kidAt(t, other, active) != newKID {
+				t.Fatal("second instance switches signer at another moment")
 			}
 			if kids, _ := parseJWKS(t, other, retire); !slices.Equal(kids, []string{newKID}) {
 				t.Fatalf("second instance JWKS = %v", kids)
 			}
-			if _, err := other.Verify(context.Background(), newTok, rot); err != nil {
+			if _, err := other.Verify(context.Background(), newTok, active); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
+}
+
+// kidAt is the kid of a token issued at iat.
+func kidAt(t *testing.T, k *Keys, iat time.Time) string {
+	t.Helper()
+	c := testClaims()
+	c.IssuedAt = iat
+	return hdrKID(t, mustSign(t, k, c))
 }
 
 func TestRotateWithClockSteppedBack(t *testing.T) {
@@ -261,8 +288,66 @@ func TestRotateWithClockSteppedBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if signerKID(t, k) != kid {
+	// The new key counts as created just after the old one, so it takes
+	// over a delay after that, not an hour and a delay later.
+	if signerKID(t, k) != kid || kidAt(t, k, t0.Add(testAhead+time.Second)) != kid {
 		t.Fatal("a key rotated in with an earlier clock is not the signer")
+	}
+}
+
+// A fresh install has nothing to publish ahead of: its first key signs at
+// once, whatever the delay, and also for a clock a little behind the one
+// that created it.
+func TestFirstKeySignsAtOnce(t *testing.T) {
+	store := &memStore{}
+	k := newTestKeys(t, AlgEdDSA, store)
+	kid := signerKID(t, k)
+	for _, iat := range []time.Time{t0, t0.Add(-time.Second)} {
+		if got := kidAt(t, k, iat); got != kid {
+			t.Fatalf("first key does not sign at %v: %s", iat, got)
+		}
+	}
+	// So does an instance configured with another algorithm, whose first
+	// key of that algorithm is created beside the existing ones.
+	es := newTestKeys(t, AlgES256, store)
+	if got := kidAt(t, es, t0); got != signerKID(t, es) || got == kid {
+		t.Fatalf("first ES256 key does not sign at once: %s", got)
+	}
+}
+
+// Rotations in quick succession: each key signs from its own creation plus
+// the delay, and each retires TTL+Leeway after its successor began signing.
+func TestRotationsInQuickSuccession(t *testing.T) {
+	store := &memStore{}
+	k := newTestKeys(t, AlgEdDSA, store)
+	kids := []string{signerKID(t, k)}
+	rots := []time.Time{t0}
+	for i := 1; i <= 2; i++ {
+		rot := t0.Add(time.Duration(i) * 10 * time.Second)
+		kid, err := k.Rotate(context.Background(), rot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kids, rots = append(kids, kid), append(rots, rot)
+	}
+	restarted := newTestKeys(t, AlgEdDSA, store)
+	for _, inst := range []*Keys{k, restarted} {
+		for i := 1; i <= 2; i++ {
+			active := rots[i].Add(testAhead)
+			if got := kidAt(t, inst, active.Add(-time.Millisecond)); got != kids[i-1] {
+				t.Fatalf("just before key %d signs: signed by %s, want %s", i, got, kids[i-1])
+			}
+			if got := kidAt(t, inst, active); got != kids[i] {
+				t.Fatalf("when key %d signs: signed by %s, want %s", i, got, kids[i])
+			}
+			retire := active.Add(testTTL + testLeeway)
+			if got, _ := parseJWKS(t, inst, retire.Add(-time.Nanosecond)); !slices.Contains(got, kids[i-1]) {
+				t.Fatalf("key %d left the JWKS before its retirement: %v", i-1, got)
+			}
+			if got, _ := parseJWKS(t, inst, retire); slices.Contains(got, kids[i-1]) {
+				t.Fatalf("key %d still in the JWKS at its retirement: %v", i-1, got)
+			}
+		}
 	}
 }
 
@@ -315,3 +400,57 @@ func TestReloadKeepsSetUntilKeysChange(t *testing.T) {
 		t.Fatal("a reload after a rotation elsewhere did not pick up the new key")
 	}
 }
+
+// A retired key (gone from the JWKS because every token it signed has
+// expired) verifies nothing more: a token forged with it after a leak is
+// refused, whether it was verified and cached before, is new, or reaches an
+// instance that loaded the keys from the store after a restart (issue 10,
+// item 7).
+func TestRetiredKeyStopsVerifying(t *testing.T) {
+	for _, alg := range allAlgs {
+		t.Run(alg, func(t *testing.T) {
+			store := &memStore{}
+			k := newTestKeys(t, alg, store)
+			oldKID := signerKID(t, k)
+			_, priv := privateKey(t, k, store, oldKID)
+			// A leaked key lets an attacker choose exp: far beyond retirement,
+			// so only the key's retirement can refuse it.
+			forgeAt := func(jti string) string {
+				c := goodClaimsMap()
+				c["jti"], c["role"], c["exp"] = jti, "admin", t0.Add(24*time.Hour).Unix()
+				return forge(t, alg, priv, map[string]any{"kid": oldKID, "typ": "at+jwt"}, c)
+			}
+			cached := forgeAt("cached")
+			if _, err := k.Verify(context.Background(), cached, t0); err != nil {
+				t.Fatalf("token of the current key rejected: %v", err)
+			}
+
+			rot := t0.Add(time.Minute)
+			if _, err := k.Rotate(context.Background(), rot); err != nil {
+				t.Fatal(err)
+			}
+			retire := rotationSigningStart(k, rot).Add(testTTL + testLeeway)
+			restarted := newTestKeys(t, alg, store)
+			for name, inst := range map[string]*Keys{"same instance": k, "after restart": restarted} {
+				// Until retirement the old key verifies (its legitimate tokens
+				// are still live); the forged token enters the verified cache.
+				if _, err := inst.Verify(context.Background(), cached, retire.Add(-time.Second)); err != nil {
+					t.Fatalf("%s: old key refused before its retirement: %v", name, err)
+				}
+				wantInvalid(t, inst, cached, retire)
+				wantInvalid(t, inst, forgeAt("fresh-"+name), retire)
+				wantInvalid(t, inst, forgeAt("later-"+name), retire.Add(time.Hour))
+			}
+			// The new key is unaffected.
+			c := testClaims()
+			c.IssuedAt = retire
+			if _, err := k.Verify(context.Background(), mustSign(t, k, c), retire); err != nil {
+				t.Fatalf("token of the current key rejected: %v", err)
+			}
+		})
+	}
+}
+
+// rotationSigningStart is when the key created by a rotation at rot starts
+// signing.
+func rotationSigningStart(k *Keys, rot time.Time) time.Time { return rot.Add(k.cfg.PublishAhead) }

@@ -19,7 +19,9 @@ import (
 //   - the cache belongs to one immutable keySet snapshot, so any change
 //     of the key set (load, rotation, reload) starts with an empty cache;
 //   - a hit re-runs checkClaims at the caller's now (exp, iat, nbf,
-//     issuer, audience), so expiry is exact;
+//     issuer, audience), so expiry is exact, and checks the signing key's
+//     retirement at now, so a token of a key that retired while the token
+//     sat in the cache is refused like any other;
 //   - revocation is not cached at all: auth.Authenticate checks every
 //     request against the revocation sets after Verify, hit or miss.
 //
@@ -37,7 +39,14 @@ const (
 
 type verifiedShard struct {
 	mu sync.RWMutex
-	m  map[string]*parsedClaims // read-only once stored
+	m  map[string]*verifiedToken // read-only once stored
+}
+
+// verifiedToken is what a hit needs to repeat Verify's checks that depend
+// on the time: the claims, and the key that signed them.
+type verifiedToken struct {
+	claims *parsedClaims
+	key    *slot
 }
 
 func newVerifiedCache() *verifiedCache {
@@ -48,21 +57,21 @@ func (c *verifiedCache) shard(raw string) *verifiedShard {
 	return &c.shards[maphash.String(c.seed, raw)%verifiedShards]
 }
 
-func (c *verifiedCache) get(raw string) (*parsedClaims, bool) {
+func (c *verifiedCache) get(raw string) (*verifiedToken, bool) {
 	if c == nil {
 		return nil, false
 	}
 	s := c.shard(raw)
 	s.mu.RLock()
-	pc, ok := s.m[raw]
+	v, ok := s.m[raw]
 	s.mu.RUnlock()
-	return pc, ok
+	return v, ok
 }
 
-// put stores pc (which must not be modified afterwards). A full shard
+// put stores v (which must not be modified afterwards). A full shard
 // first drops its expired entries, then, if still full, an arbitrary
 // eighth of them.
-func (c *verifiedCache) put(raw string, pc *parsedClaims, now time.Time) {
+func (c *verifiedCache) put(raw string, v *verifiedToken, now time.Time) {
 	if c == nil {
 		return
 	}
@@ -70,11 +79,11 @@ func (c *verifiedCache) put(raw string, pc *parsedClaims, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[string]*parsedClaims)
+		s.m = make(map[string]*verifiedToken)
 	}
 	if len(s.m) >= verifiedPerShard {
-		for k, v := range s.m {
-			if v.ExpiresAt == nil || !now.Before(v.ExpiresAt.Time().Add(MaxLeeway)) {
+		for k, old := range s.m {
+			if exp := old.claims.ExpiresAt; exp == nil || !now.Before(exp.Time().Add(MaxLeeway)) || old.key.retired(now) {
 				delete(s.m, k)
 			}
 		}
@@ -85,5 +94,5 @@ func (c *verifiedCache) put(raw string, pc *parsedClaims, now time.Time) {
 			delete(s.m, k)
 		}
 	}
-	s.m[raw] = pc
+	s.m[raw] = v
 }

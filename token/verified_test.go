@@ -33,7 +33,7 @@ func TestVerifiedCacheOnlyValidAndPerSnapshot(t *testing.T) {
 	if _, ok := k.set.Load().verified.get(tok); ok {
 		t.Fatal("expired token cached")
 	}
-	bad := tok[:len(tok)-2] + "AA"
+	bad := badSignature(tok)
 	wantInvalid(t, k, bad, t0)
 	if _, ok := k.set.Load().verified.get(bad); ok {
 		t.Fatal("forged token cached")
@@ -55,9 +55,9 @@ func TestVerifiedCacheOnlyValidAndPerSnapshot(t *testing.T) {
 // The cache stays bounded however many distinct valid tokens arrive.
 func TestVerifiedCacheBounded(t *testing.T) {
 	c := newVerifiedCache()
-	pc := &parsedClaims{}
+	v := &verifiedToken{claims: &parsedClaims{}, key: &slot{}}
 	for i := range verifiedShards * verifiedPerShard * 3 {
-		c.put(fmt.Sprintf("token-%d", i), pc, t0)
+		c.put(fmt.Sprintf("token-%d", i), v, t0)
 	}
 	n := 0
 	for i := range c.shards {

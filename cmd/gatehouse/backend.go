@@ -120,7 +120,10 @@ func (b *backend) keys(c *config) (*token.Keys, error) {
 		Audience:  c.Audience,
 		TTL:       c.AccessTTL,
 		Leeway:    accessLeeway,
-		SealKey:   masterkey.Derive(b.master, masterkey.PurposeSeal),
+		// Zero for `keys rotate`, which never signs: when a key signs is
+		// decided by the serving instances from its created_at.
+		PublishAhead: c.PublishAhead,
+		SealKey:      masterkey.Derive(b.master, masterkey.PurposeSeal),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)

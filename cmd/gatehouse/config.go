@@ -27,6 +27,7 @@ type config struct {
 	SessionMaxAge  time.Duration
 	ReuseGrace     time.Duration
 	SigningAlg     string
+	PublishAhead   time.Duration
 	AllowedOrigins string
 	TrustedProxies string
 	RateLogin      string
@@ -82,6 +83,14 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 			fs.DurationVar(&c.ReuseGrace, "reuse-grace", 10*time.Second, "window in which the just-rotated refresh token still returns its successor")
 		},
 		"signing-alg": func() { fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "EdDSA, ES256 or HS256") },
+		"key-publish-ahead": func() {
+			// Twice the JWKS max-age (60 s): a resource server's cached
+			// JWKS, even one refetched through an HTTP cache just before
+			// the key appeared, has the key before its first token, with
+			// room for the instances' 5 s key reload and clock skew.
+			fs.DurationVar(&c.PublishAhead, "key-publish-ahead", 2*time.Minute,
+				"a key made by keys rotate is in the JWKS this long before it signs; keep it above the JWKS cache lifetime (60s)")
+		},
 		"allowed-origins": func() {
 			fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed for CORS and state-changing requests")
 		},
@@ -181,6 +190,9 @@ func (c *config) validate() error {
 	}
 	if c.ReuseGrace < 0 {
 		return errors.New("--reuse-grace must not be negative")
+	}
+	if c.PublishAhead < 0 {
+		return errors.New("--key-publish-ahead must not be negative")
 	}
 	switch c.SigningAlg {
 	case "EdDSA", "ES256", "HS256":

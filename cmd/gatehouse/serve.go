@@ -27,7 +27,7 @@ import (
 
 var serveFlags = []string{
 	"addr", "database", "redis", "issuer", "audience", "access-ttl", "refresh-idle-ttl",
-	"session-max-age", "reuse-grace", "signing-alg", "allowed-origins", "trusted-proxies",
+	"session-max-age", "reuse-grace", "signing-alg", "key-publish-ahead", "allowed-origins", "trusted-proxies",
 	"rate-limit-login", "rate-limit-refresh", "rate-limit-signup", "log-level", "master-key",
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
 	"session-retention",
