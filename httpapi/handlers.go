@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse"
@@ -66,6 +68,9 @@ type tokenResponse struct {
 	SessionID    string   `json:"session_id"`
 	User         userJSON `json:"user"`
 	RefreshToken string   `json:"refresh_token,omitempty"`
+	// CSRFToken repeats the __Host-csrf_token cookie in cookie mode, for
+	// pages on another origin (an allowed one) that cannot read that cookie.
+	CSRFToken string `json:"csrf_token,omitempty"`
 }
 
 // writeGrant answers with a token response, delivering the refresh token
@@ -79,6 +84,7 @@ func (s *Server) writeGrant(w http.ResponseWriter, status int, g auth.Grant, tra
 		resp.RefreshToken = g.RefreshToken
 	} else {
 		setSessionCookies(w, s.cfg.CSRFKey, g.Session.ID, g.RefreshToken, g.RefreshExpiresAt, time.Now())
+		resp.CSRFToken = csrfToken(s.cfg.CSRFKey, g.Session.ID)
 	}
 	writeJSON(w, status, resp)
 }
@@ -200,6 +206,36 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.writeGrant(w, http.StatusOK, g, transport)
+	return nil
+}
+
+// csrfState answers GET /auth/csrf with the CSRF token of the browser's
+// session: {"csrf_token":"..."}, or {"csrf_token":null} when the request
+// carries no CSRF cookie bound to one of its refresh cookies. A page on
+// another allowed origin (app.example.com beside auth.example.com) cannot
+// read this host's __Host-csrf_token cookie, so after a reload it asks
+// here. CORS lets only allowed origins read the answer; requests from any
+// other origin, or from a same-site or cross-site context without Origin,
+// are refused outright, so the token never reaches a page that could not
+// already send credentialed requests here.
+func (s *Server) csrfState(w http.ResponseWriter, r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if !s.sameOriginOrAllowed(r, origin, origin != "" && s.originAllowed(origin)) {
+		return errCSRF
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	var token *string
+	if c, err := r.Cookie(csrfCookie); err == nil && c.Value != "" && len(c.Value) <= 128 {
+		for _, rc := range r.CookiesNamed(refreshCookie) {
+			sid, _, ok := strings.Cut(rc.Value, ".")
+			if ok && hmac.Equal([]byte(c.Value), []byte(csrfToken(s.cfg.CSRFKey, sid))) {
+				v := c.Value
+				token = &v
+				break
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]*string{"csrf_token": token})
 	return nil
 }
 

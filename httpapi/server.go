@@ -60,6 +60,7 @@ func New(cfg Config, deps Deps) *Server {
 	s.route("/auth/login", map[string]handlerFunc{http.MethodPost: s.login})
 	s.route("/auth/refresh", map[string]handlerFunc{http.MethodPost: s.refresh})
 	s.route("/auth/logout", map[string]handlerFunc{http.MethodPost: s.logout})
+	s.route("/auth/csrf", map[string]handlerFunc{http.MethodGet: s.csrfState})
 	s.route("/auth/me", map[string]handlerFunc{http.MethodGet: s.me})
 	s.route("/auth/sessions", map[string]handlerFunc{http.MethodGet: s.sessions})
 	s.route("/auth/sessions/{id}", map[string]handlerFunc{http.MethodDelete: s.deleteSession})

@@ -6,7 +6,7 @@
 //   import { attachGatehouse } from "@gatehouse/web/axios";
 //   const gh = new GatehouseClient();
 //   const api = axios.create({ baseURL: "/api" });
-//   attachGatehouse(api, gh);   // Bearer header on every request; one refresh + one retry on 401
+//   attachGatehouse(api, gh);   // Bearer header on every request; one refresh + one retry on a 401
 //
 // Refreshing is single-flight and cross-tab exactly as in GatehouseClient.fetch.
 
@@ -43,13 +43,6 @@ function setHeader(config: AxiosLikeRequestConfig, name: string, value: string):
   }
 }
 
-function header(headers: unknown, name: string): string {
-  if (!headers) return "";
-  const g = (headers as { get?(n: string): unknown }).get;
-  const v = typeof g === "function" ? g.call(headers, name) : (headers as Record<string, unknown>)[name.toLowerCase()];
-  return typeof v === "string" ? v : "";
-}
-
 /** Installs a request and a response interceptor on an axios(-like) instance. */
 export function attachGatehouse(instance: AxiosLike, client: GatehouseClient): void {
   instance.interceptors.request.use(async (config) => {
@@ -63,9 +56,10 @@ export function attachGatehouse(instance: AxiosLike, client: GatehouseClient): v
     async (error) => {
       const config = error.config;
       const res = error.response;
-      const invalidToken = res?.status === 401 && header(res.headers, "www-authenticate").includes("invalid_token");
-      if (!config || !invalidToken || config._gatehouseRetried) throw error;
-      if (!(await client.handleUnauthorized(config._gatehouseToken ?? null))) throw error;
+      // Any 401 to a request that carried the access token gets one refresh and one retry.
+      const sentToken = config?._gatehouseToken ?? null;
+      if (!config || res?.status !== 401 || sentToken === null || config._gatehouseRetried) throw error;
+      if (!(await client.handleUnauthorized(sentToken))) throw error;
       config._gatehouseRetried = true;
       return instance.request(config); // the request interceptor attaches the new token
     },

@@ -2,14 +2,19 @@
 //
 // - The access token lives in memory only (this object), never in web storage.
 // - The refresh token stays in its HttpOnly cookie; refresh and logout send the
-//   X-CSRF-Token header copied from the __Host-csrf_token cookie.
+//   X-CSRF-Token header: on the auth server's own origin copied from the
+//   __Host-csrf_token cookie; on another origin (app.example.com beside
+//   auth.example.com), which cannot read that cookie, kept in memory from the token
+//   responses' csrf_token, and after a reload asked of GET /auth/csrf.
 // - Refreshes happen proactively shortly before expiry, before sending a request
-//   with an expired token, and after a 401 invalid_token; at most once at a time
-//   per tab (single-flight promise) and once across tabs (Web Locks + BroadcastChannel:
-//   a tab that had to wait for another tab's refresh adopts that tab's result).
+//   with an expired token, and after a 401 to a request that carried the token; at
+//   most once at a time per tab (single-flight promise) and once across tabs (Web
+//   Locks + BroadcastChannel: a tab that had to wait for another tab's refresh adopts
+//   that tab's result).
 // - A failed request is retried once after a refresh, never more.
 // - refresh_token_reused / invalid_refresh_token end the session: a "logout" event
-//   is emitted (in every tab) and nothing is retried.
+//   is emitted (in every tab) and nothing is retried. A visitor who never had a
+//   session gets no "logout" event.
 
 export interface User {
   id: string;
@@ -31,12 +36,16 @@ export interface Session {
 
 export type LogoutScope = "local" | "others" | "global";
 
-/** Why the client considers itself signed out. */
+/**
+ * Why a session ended. The "logout" event fires only when one did: the client was signed
+ * in and lost it, logout() was called, or the server refused the browser's refresh
+ * cookie; never for a visitor who had no session.
+ */
 export type LogoutReason =
   | "logout" // this or another tab called logout()
   | "refresh_token_reused" // the server detected token theft and revoked the session
   | "invalid_refresh_token" // the session ended (revoked elsewhere, expired, password changed)
-  | "no_session"; // there was no session to resume
+  | "no_session"; // the client was signed in, but the browser's session cookies are gone
 
 export interface LoginEventDetail {
   user: User;
@@ -49,7 +58,11 @@ export interface TokenEventDetail {
 }
 
 export interface ClientOptions {
-  /** Origin (and optional path prefix) of the Gatehouse server. Default: same origin (""). */
+  /**
+   * Origin (and optional path prefix) of the Gatehouse server, e.g.
+   * "https://auth.example.com". Default: the page's own origin (""). Only the client's
+   * own calls (login, refresh, me, ...) go there; `fetch` resolves paths against the page.
+   */
   baseUrl?: string;
   /**
    * Refresh this long before the access token expires (ms). Default 30 s, capped at a
@@ -93,10 +106,20 @@ interface TokenResponse {
   expires_in: number;
   session_id: string;
   user: User;
+  /** Cookie mode: the value of the __Host-csrf_token cookie, for pages on another origin. */
+  csrf_token?: string;
 }
 
 type PeerMessage =
-  | { type: "token"; accessToken: string; expiresAt: number; lifetimeMs: number; sessionId: string; user: User }
+  | {
+      type: "token";
+      accessToken: string;
+      expiresAt: number;
+      lifetimeMs: number;
+      sessionId: string;
+      user: User;
+      csrfToken?: string | null;
+    }
   | { type: "logout"; reason: LogoutReason }
   | { type: "refresh-failed" };
 
@@ -131,8 +154,14 @@ async function toError(res: Response): Promise<GatehouseError> {
   return new GatehouseError(res.status, code, msg, problem);
 }
 
-function isInvalidToken(res: Response): boolean {
-  return res.status === 401 && /error="?invalid_token/.test(res.headers.get("WWW-Authenticate") ?? "");
+/** True when baseUrl points at another origin than the page's (the CSRF cookie is unreadable). */
+function isCrossOrigin(base: string): boolean {
+  if (base === "" || typeof location === "undefined") return false;
+  try {
+    return new URL(base, location.href).origin !== location.origin;
+  } catch {
+    return false;
+  }
 }
 
 export class GatehouseClient extends EventTarget {
@@ -144,6 +173,7 @@ export class GatehouseClient extends EventTarget {
   private readonly fetchImpl: typeof fetch;
   private readonly now: () => number;
   private readonly channel: BroadcastChannel | null;
+  private readonly crossOrigin: boolean;
 
   private state: State = "unknown";
   private token: string | null = null;
@@ -151,6 +181,8 @@ export class GatehouseClient extends EventTarget {
   private lifetimeMs = 0;
   private currentUser: User | null = null;
   private currentSessionId: string | null = null;
+  // Cross-origin pages only: the session's CSRF token, in memory (never web storage).
+  private csrf: string | null = null;
   private generation = 0; // bumped whenever the access token changes
   private peerResults = 0; // refresh results received from other tabs
   private lastPeerResult: PeerMessage["type"] | null = null;
@@ -168,6 +200,7 @@ export class GatehouseClient extends EventTarget {
     const f = options.fetch ?? globalThis.fetch;
     this.fetchImpl = (input, init) => f.call(globalThis, input, init);
     this.now = options.now ?? Date.now;
+    this.crossOrigin = isCrossOrigin(this.base);
     this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(options.channelName ?? "gatehouse-auth") : null;
     this.channel?.addEventListener("message", (e: MessageEvent) => this.onPeerMessage(e.data as PeerMessage));
   }
@@ -234,19 +267,27 @@ export class GatehouseClient extends EventTarget {
     this.expiresAt = 0;
     this.currentUser = null;
     this.currentSessionId = null;
+    this.csrf = null;
     this.state = "signed-out";
     this.generation++;
     this.clearTimer();
     if (broadcast) this.post({ type: "logout", reason });
-    if (was !== "signed-out") this.emit("logout", { reason } satisfies LogoutEventDetail);
+    // Only a session that really ended is news: a first visit without one ("unknown" and
+    // no_session) stays quiet, so apps do not greet new visitors with "session ended".
+    const ended = was === "authenticated" || (was === "unknown" && reason !== "no_session");
+    if (ended) this.emit("logout", { reason } satisfies LogoutEventDetail);
   }
 
   private acceptTokenResponse(body: TokenResponse, broadcast: boolean): void {
     const lifetimeMs = Math.max(0, body.expires_in * 1000);
     const expiresAt = this.now() + lifetimeMs;
+    if (this.crossOrigin && typeof body.csrf_token === "string") this.csrf = body.csrf_token;
     this.setToken(body.access_token, expiresAt, lifetimeMs, body.session_id, body.user);
     if (broadcast) {
-      this.post({ type: "token", accessToken: body.access_token, expiresAt, lifetimeMs, sessionId: body.session_id, user: body.user });
+      this.post({
+        type: "token", accessToken: body.access_token, expiresAt, lifetimeMs, sessionId: body.session_id, user: body.user,
+        csrfToken: this.csrf,
+      });
     }
   }
 
@@ -279,6 +320,7 @@ export class GatehouseClient extends EventTarget {
     if (!msg || typeof msg !== "object") return;
     if (msg.type === "token") {
       // Adopt the token another tab just obtained (it is the newest one).
+      if (this.crossOrigin && typeof msg.csrfToken === "string") this.csrf = msg.csrfToken;
       if (typeof msg.accessToken === "string" && msg.accessToken !== this.token) {
         this.setToken(msg.accessToken, msg.expiresAt, msg.lifetimeMs, msg.sessionId, msg.user);
       }
@@ -356,23 +398,32 @@ export class GatehouseClient extends EventTarget {
     return this.refreshNow();
   }
 
+  /**
+   * The session's CSRF token: the readable cookie on the auth server's own origin; on
+   * another origin the copy in memory, else (after a reload) GET /auth/csrf, which
+   * answers allowed origins only. Null when this browser has no session.
+   */
+  private async csrfToken(): Promise<string | null> {
+    if (!this.crossOrigin) return readCookie(CSRF_COOKIE);
+    if (this.csrf !== null) return this.csrf;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.base + "/auth/csrf", { method: "GET", credentials: "include" });
+    } catch (err) {
+      throw new GatehouseError(0, "network_error", String(err));
+    }
+    if (!res.ok) throw await toError(res);
+    const body = (await res.json()) as { csrf_token?: unknown };
+    this.csrf = typeof body.csrf_token === "string" ? body.csrf_token : null;
+    return this.csrf;
+  }
+
   private async refreshNow(): Promise<boolean> {
-    const csrf = readCookie(CSRF_COOKIE);
-    if (csrf === null) {
+    const res = await this.postRefresh(true);
+    if (res === null) {
       // No cookie-mode session in this browser: nothing to refresh (and no 401 to log).
       this.setSignedOut("no_session", this.state === "authenticated");
       return false;
-    }
-    let res: Response;
-    try {
-      res = await this.fetchImpl(this.base + "/auth/refresh", {
-        method: "POST",
-        credentials: "include",
-        headers: { "X-CSRF-Token": csrf },
-      });
-    } catch (err) {
-      this.post({ type: "refresh-failed" });
-      throw new GatehouseError(0, "network_error", String(err));
     }
     if (res.ok) {
       this.acceptTokenResponse((await res.json()) as TokenResponse, true);
@@ -385,6 +436,32 @@ export class GatehouseClient extends EventTarget {
     }
     this.post({ type: "refresh-failed" });
     throw err;
+  }
+
+  /** POST /auth/refresh with the CSRF header; null when there is no session to refresh. */
+  private async postRefresh(mayRetry: boolean): Promise<Response | null> {
+    const remembered = this.crossOrigin && this.csrf !== null;
+    let csrf: string | null;
+    let res: Response;
+    try {
+      csrf = await this.csrfToken();
+      if (csrf === null) return null;
+      res = await this.fetchImpl(this.base + "/auth/refresh", {
+        method: "POST",
+        credentials: "include",
+        headers: { "X-CSRF-Token": csrf },
+      });
+    } catch (err) {
+      this.post({ type: "refresh-failed" });
+      throw err instanceof GatehouseError ? err : new GatehouseError(0, "network_error", String(err));
+    }
+    if (res.status === 403 && remembered && mayRetry) {
+      // The remembered token may belong to a session replaced in another window of this
+      // browser (a new login there): ask the server for the current one, once.
+      this.csrf = null;
+      return this.postRefresh(false);
+    }
+    return res;
   }
 
   /**
@@ -410,8 +487,8 @@ export class GatehouseClient extends EventTarget {
   }
 
   /**
-   * Called after a request sent with `usedToken` got 401 invalid_token. Refreshes unless the
-   * token has already been replaced since; resolves true if a retry makes sense.
+   * Called after a request sent with `usedToken` got a 401. Refreshes unless the token has
+   * already been replaced since; resolves true if a retry makes sense.
    */
   async handleUnauthorized(usedToken: string | null): Promise<boolean> {
     if (this.state === "signed-out") return false;
@@ -426,16 +503,18 @@ export class GatehouseClient extends EventTarget {
   // ------------------------------------------------------- fetch wrapper
 
   /**
-   * fetch() with the access token attached. Refreshes first if the token is (nearly)
-   * expired, and once more after a 401 invalid_token, then retries the request once.
-   * Relative URLs are resolved against baseUrl.
+   * fetch() with the access token attached: for your own APIs (it sends the token to
+   * whatever URL it is given). URLs resolve like window.fetch's, against the page, so
+   * "/api/items" goes to the page's origin, not to the Gatehouse server. Refreshes first
+   * if the token is (nearly) expired; after any 401 to a request that carried the token,
+   * refreshes once and retries the request once.
    */
   async fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-    const url = typeof input === "string" && input.startsWith("/") ? this.base + input : input;
-    const original = new Request(url, init);
+    const original = new Request(input, init);
     const token = await this.getAccessToken();
     const res = await this.send(original.clone(), token);
-    if (!isInvalidToken(res) || !(await this.handleUnauthorized(token)) || this.token === null) return res;
+    if (res.status !== 401 || token === null) return res;
+    if (!(await this.handleUnauthorized(token)) || this.token === null) return res;
     return this.send(original, this.token);
   }
 
@@ -445,8 +524,9 @@ export class GatehouseClient extends EventTarget {
     return this.fetchImpl(new Request(req, { headers }));
   }
 
+  /** A call to the Gatehouse server (path under baseUrl) with the access token. */
   private async json<T>(path: string, init?: RequestInit): Promise<T | undefined> {
-    const res = await this.fetch(path, init);
+    const res = await this.fetch(this.base + path, init);
     if (!res.ok) throw await toError(res);
     if (res.status === 204) return undefined;
     return (await res.json()) as T;
@@ -488,7 +568,9 @@ export class GatehouseClient extends EventTarget {
   async logout(scope: LogoutScope = "local"): Promise<void> {
     const token = this.state === "signed-out" ? null : await this.getAccessToken();
     const headers: Record<string, string> = {};
-    const csrf = readCookie(CSRF_COOKIE);
+    // With an access token the server needs no CSRF token; without one the refresh cookie
+    // identifies the session, and that needs the CSRF header.
+    const csrf = token !== null && this.crossOrigin ? this.csrf : await this.csrfToken().catch(() => null);
     if (csrf !== null) headers["X-CSRF-Token"] = csrf;
     if (token !== null) headers["Authorization"] = "Bearer " + token;
     let res: Response | null = null;

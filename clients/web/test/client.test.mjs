@@ -172,3 +172,117 @@ describe("client library", { skip: false }, () => {
     await context.close();
   });
 });
+
+describe("client library: 401 retries and the logout event", () => {
+  test("a plain 401 from an API that got the access token: one refresh and one retry (fetch and axios)", async (t) => {
+    if (!browser) return t.skip("Chromium not installed");
+    const user = await createUser(server.base, uniqueEmail("plain401"));
+    const context = await newContext();
+    const refreshes = countRefreshes(context);
+    // An app API on the page's origin that answers a plain 401 (no WWW-Authenticate error)
+    // to the token it considers stale, and to no token at all; /api/always401 always does.
+    const seen = [];
+    let staleToken = null;
+    await context.route(server.base + "/api/**", (route) => {
+      const req = route.request();
+      const authz = req.headers()["authorization"] ?? "";
+      seen.push(authz);
+      const refuse = req.url().endsWith("/api/always401") || authz === "" || authz === "Bearer " + staleToken;
+      return refuse
+        ? route.fulfill({ status: 401, contentType: "application/json", body: '{"error":"unauthorized"}' })
+        : route.fulfill({ status: 200, contentType: "application/json", body: '{"ok":true}' });
+    });
+    const page = await openTab(context, { autoRefresh: false });
+    await page.evaluate(([e, p]) => window.gh.login(e, p), [user.email, user.password]);
+    staleToken = await page.evaluate(() => window.gh.getAccessToken());
+
+    let before = refreshes.n;
+    assert.equal(await page.evaluate(() => window.gh.fetch("/api/items").then((r) => r.status)), 200);
+    assert.equal(refreshes.n - before, 1, "one refresh after the plain 401");
+    assert.equal(seen.length, 2, `requests seen by the API: ${seen.length}`);
+    assert.equal(seen[0], "Bearer " + staleToken);
+    assert.match(seen[1], /^Bearer /);
+    assert.notEqual(seen[1], seen[0], "the retry carries the new token");
+
+    // An API that always answers 401: exactly one refresh and one retry, then the 401.
+    staleToken = await page.evaluate(() => window.gh.getAccessToken());
+    seen.length = 0;
+    before = refreshes.n;
+    assert.equal(await page.evaluate(() => window.gh.fetch("/api/always401").then((r) => r.status)), 401);
+    assert.equal(seen.length, 2, "one retry, no loop");
+    assert.equal(refreshes.n - before, 1);
+    assert.equal(await page.evaluate(() => window.gh.authenticated), true, "the session is still fine");
+
+    // The axios interceptors do the same (a minimal axios-shaped instance over fetch).
+    staleToken = await page.evaluate(() => window.gh.getAccessToken());
+    seen.length = 0;
+    before = refreshes.n;
+    const viaAxios = await page.evaluate(async () => {
+      const req = [];
+      const res = [];
+      const api = {
+        interceptors: {
+          request: { use: (f) => req.push(f) },
+          response: { use: (ok, bad) => res.push(bad) },
+        },
+        async request(config) {
+          for (const f of req) config = await f(config);
+          const r = await fetch(config.url, { headers: config.headers });
+          if (r.ok) return { status: r.status };
+          return res[0]({ config, response: { status: r.status, headers: { get: (n) => r.headers.get(n) } } });
+        },
+      };
+      window.Gatehouse.attachGatehouse(api, window.gh);
+      try {
+        return (await api.request({ url: "/api/items" })).status;
+      } catch (e) {
+        return e.response ? e.response.status : String(e);
+      }
+    });
+    assert.equal(viaAxios, 200, "axios: retried once after a plain 401");
+    assert.equal(seen.length, 2);
+    assert.equal(refreshes.n - before, 1);
+
+    // A request that carried no token (signed out) is not retried and triggers no refresh.
+    await page.evaluate(() => window.gh.logout());
+    seen.length = 0;
+    before = refreshes.n;
+    assert.equal(await page.evaluate(() => window.gh.fetch("/api/items").then((r) => r.status)), 401);
+    assert.deepEqual(seen, [""]);
+    assert.equal(refreshes.n - before, 0);
+    await context.close();
+  });
+
+  test("a first anonymous visit fires no logout event; a real logout fires one in every tab", async (t) => {
+    if (!browser) return t.skip("Chromium not installed");
+    const user = await createUser(server.base, uniqueEmail("anon"));
+    const context = await newContext();
+    const errors = watchConsole(context);
+    const refreshes = countRefreshes(context);
+    const tab1 = await openTab(context);
+    const tab2 = await openTab(context);
+    for (const tab of [tab1, tab2]) {
+      assert.equal(await tab.evaluate(() => window.gh.resume()), null);
+      assert.equal(await tab.evaluate(() => window.gh.getAccessToken()), null);
+    }
+    await sleep(200);
+    for (const tab of [tab1, tab2]) assert.deepEqual(await tab.evaluate(() => window.events), [], "anonymous: no events");
+    assert.equal(refreshes.n, 0, "no refresh request without a session");
+
+    await tab1.evaluate(([e, p]) => window.gh.login(e, p), [user.email, user.password]);
+    await sleep(200);
+    await tab1.evaluate(() => window.gh.logout());
+    await sleep(200);
+    for (const tab of [tab1, tab2]) {
+      assert.deepEqual(await tab.evaluate(() => window.events), ["login", "logout:logout"], "login then one logout");
+    }
+
+    // After the logout, a new tab is an anonymous visit again: no event.
+    const tab3 = await openTab(context);
+    assert.equal(await tab3.evaluate(() => window.gh.resume()), null);
+    await sleep(100);
+    assert.deepEqual(await tab3.evaluate(() => window.events), []);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+});

@@ -14,7 +14,7 @@ export const CI = process.env.CI === "true" || process.env.CI === "1";
 export const chromiumPath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.unref();
@@ -87,8 +87,11 @@ export async function startServer(extraArgs = []) {
   };
 }
 
-/** Launches Chromium. Outside CI a missing browser yields null (tests skip); in CI it throws. */
-export async function launchBrowser() {
+/**
+ * Launches Chromium with extra command-line switches. Outside CI a missing browser yields
+ * null (tests skip); in CI it throws.
+ */
+export async function launchBrowser(extraArgs = []) {
   if (!existsSync(chromiumPath)) {
     if (CI) throw new Error(`Chromium not found at ${chromiumPath} (apt-get install -y chromium)`);
     return null;
@@ -97,7 +100,7 @@ export async function launchBrowser() {
     executablePath: chromiumPath,
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+      "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", ...extraArgs],
   });
 }
 
