@@ -382,6 +382,25 @@ func (k *Keys) newKeySet(keys []*key) *keySet {
 		}
 		next[sl.alg] = sl
 	}
+	// A key of an algorithm other than the configured one (the algorithm
+	// was switched) has no successor of its own; it retires like one that
+	// had, once the first configured key created after it has signed for
+	// TTL+Leeway. Otherwise a leaked key of the old algorithm would verify
+	// for ever.
+	var laterSigner *slot
+	for i := len(keys) - 1; i >= 0; i-- {
+		sl := s.sorted[i]
+		if string(sl.alg) == k.cfg.Algorithm {
+			laterSigner = sl
+			continue
+		}
+		if laterSigner == nil {
+			continue
+		}
+		if at := laterSigner.activeFrom.Add(k.cfg.TTL + k.cfg.Leeway); sl.retireAt.IsZero() || at.Before(sl.retireAt) {
+			sl.retireAt = at
+		}
+	}
 	return s
 }
 

@@ -454,3 +454,31 @@ func TestRetiredKeyStopsVerifying(t *testing.T) {
 // rotationSigningStart is when the key created by a rotation at rot starts
 // signing.
 func rotationSigningStart(k *Keys, rot time.Time) time.Time { return rot.Add(k.cfg.PublishAhead) }
+
+// TestKeyOfSwitchedAlgorithmRetires: after --signing-alg changes, the old
+// algorithm's key has no successor of its own; it must still stop
+// verifying once the new algorithm's first key has signed for TTL+Leeway.
+func TestKeyOfSwitchedAlgorithmRetires(t *testing.T) {
+	store := &memStore{}
+	old := newTestKeys(t, AlgES256, store)
+	oldKID := signerKID(t, old)
+	_, priv := privateKey(t, old, store, oldKID)
+	c := goodClaimsMap()
+	c["role"], c["exp"] = "admin", t0.Add(24*time.Hour).Unix()
+	forged := forge(t, AlgES256, priv, map[string]any{"kid": oldKID, "typ": "at+jwt"}, c)
+
+	switchedAt := t0.Add(time.Minute)
+	k, err := NewKeys(store, testConfig(AlgEdDSA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Load(context.Background(), switchedAt); err != nil {
+		t.Fatal(err)
+	}
+	retire := switchedAt.Add(testTTL + testLeeway)
+	if _, err := k.Verify(context.Background(), forged, retire.Add(-time.Second)); err != nil {
+		t.Fatalf("the old algorithm's key refused while its tokens may still be live: %v", err)
+	}
+	wantInvalid(t, k, forged, retire)
+	wantInvalid(t, k, forged, retire.Add(time.Hour))
+}
