@@ -1,0 +1,144 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+// RequireAdmin checks that the principal may use the admin endpoints. The
+// role comes from the token; a role change revokes the tokens issued
+// before it, so a demoted admin's token stops working at once.
+func RequireAdmin(p Principal) error {
+	if p.Role != gatehouse.RoleAdmin {
+		return ErrForbidden
+	}
+	return nil
+}
+
+// ListUsers pages through users in id order.
+func (s *Service) ListUsers(ctx context.Context, after string, limit int) ([]gatehouse.User, error) {
+	users, err := s.Store.ListUsers(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+// UserSessions lists any user's live sessions.
+func (s *Service) UserSessions(ctx context.Context, userID string) ([]gatehouse.Session, error) {
+	if _, err := s.Store.UserByID(ctx, userID); err != nil {
+		return nil, fmt.Errorf("user sessions: %w", err)
+	}
+	return s.Sessions(ctx, userID)
+}
+
+// UpdateUser changes a user's role and/or disabled flag. Both revoke the
+// access tokens issued before the change; disabling also ends every
+// session.
+func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse.Role, disabled *bool) (gatehouse.User, error) {
+	if role != nil && !role.Valid() {
+		return gatehouse.User{}, invalid("role", "must be user or admin")
+	}
+	before, err := s.Store.UserByID(ctx, userID)
+	if err != nil {
+		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+	}
+	changed := (role != nil && *role != before.Role) || (disabled != nil && *disabled != before.Disabled)
+	disabling := disabled != nil && *disabled
+	if !changed {
+		if disabling {
+			// A retry after a failed disable must still end the sessions.
+			if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, s.now()); err != nil {
+				return gatehouse.User{}, err
+			}
+		}
+		return before, nil
+	}
+	now := s.now()
+	// Every token issued so far has an iat of at most ceilSecond(now),
+	// so a cutoff past that rejects them all; every token issued from now
+	// on is stamped at or after it. The second second of margin covers
+	// instance clocks a little apart. Two changes must also get distinct
+	// cutoffs, or a token issued between them (stamped at the first
+	// cutoff) survives the second: hence at least one second past the
+	// previous cutoff. That pushes the cutoff ahead of the clock when
+	// changes come quickly, and every revocation entry has to live until
+	// cutoff + AccessTTL, so how far ahead it may go is capped.
+	cutoff := ceilSecond(now).Add(2 * time.Second)
+	if next := before.TokensValidAfter.Add(time.Second); next.After(cutoff) {
+		cutoff = next
+	}
+	if limit := ceilSecond(now).Add(MaxCutoffAhead); cutoff.After(limit) {
+		return gatehouse.User{}, &RateLimitError{RetryAfter: cutoff.Sub(limit)}
+	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
+	// The revocation is recorded before the change it enforces: if the
+	// update then fails, the extra revocation only costs the user a
+	// refresh, and a retry finds the change still to do. The other order
+	// could leave a change made and its revocation lost.
+	if err := s.revokeUserBefore(ctx, userID, cutoff); err != nil {
+		return gatehouse.User{}, err
+	}
+	if disabling {
+		if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, now); err != nil {
+			return gatehouse.User{}, err
+		}
+	}
+	u, err := s.Store.UpdateUser(ctx, userID, role, disabled, cutoff)
+	s.users.forget(userID)
+	if err != nil {
+		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+	}
+	// A login or refresh that read the user before the update committed
+	// stamps its token from a clock reading taken before its read, so
+	// before now (the update advanced the user's version: a session
+	// insert after it fails). If the update took long enough for that
+	// reading to reach the cutoff, move the cutoff past it.
+	if late := ceilSecond(s.now()).Add(2 * time.Second); late.After(u.TokensValidAfter) {
+		if err := s.revokeUserBefore(ctx, userID, late); err != nil {
+			return gatehouse.User{}, err
+		}
+		if u, err = s.Store.UpdateUser(ctx, userID, nil, nil, late); err != nil {
+			return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+		}
+		s.users.forget(userID)
+	}
+	if disabling {
+		// Sessions that logins in flight inserted before the version
+		// changed: ended now, so re-enabling the account cannot revive them.
+		if err := s.revokeUserSessions(ctx, userID, "", ReasonDisabled, s.now()); err != nil {
+			return gatehouse.User{}, err
+		}
+	}
+	return u, nil
+}
+
+// revokeUserBefore records that the user's access tokens issued before
+// cutoff are revoked.
+func (s *Service) revokeUserBefore(ctx context.Context, userID string, cutoff time.Time) error {
+	rev := gatehouse.Revocation{Kind: gatehouse.RevokeUserBefore, Subject: userID, At: cutoff,
+		ExpiresAt: cutoff.Add(s.cfg.AccessTTL + s.cfg.Leeway + time.Second)}
+	if err := s.Store.AddRevocation(ctx, rev); err != nil {
+		return fmt.Errorf("update user: record revocation: %w", err)
+	}
+	s.Revoker.Record(ctx, rev)
+	s.Observer.Revoked("user_update", 1)
+	return nil
+}
+
+// AdminEndSession ends any session.
+func (s *Service) AdminEndSession(ctx context.Context, sid string) error {
+	return s.revokeSession(ctx, sid, ReasonAdmin, s.now())
+}
+
+// AdminLogoutUser ends every session of a user.
+func (s *Service) AdminLogoutUser(ctx context.Context, userID string) error {
+	if _, err := s.Store.UserByID(ctx, userID); err != nil {
+		return fmt.Errorf("logout user: %w", err)
+	}
+	return s.revokeUserSessions(ctx, userID, "", ReasonAdmin, s.now())
+}
