@@ -2,13 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"crypto/hmac"
 	"errors"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse"
@@ -179,14 +177,11 @@ func (s *Server) presentedRefresh(r *http.Request) (raw string, transport gateho
 	if req.RefreshToken != nil {
 		return *req.RefreshToken, gatehouse.TransportBody, true, nil
 	}
-	c, err := r.Cookie(refreshCookie)
-	if err != nil || c.Value == "" {
-		return "", "", false, nil
+	raw, present, err := s.refreshFromCookies(r)
+	if err != nil || !present {
+		return "", "", false, err
 	}
-	if !checkCSRF(r, s.cfg.CSRFKey, c.Value) {
-		return "", "", false, errCSRF
-	}
-	return c.Value, gatehouse.TransportCookie, true, nil
+	return raw, gatehouse.TransportCookie, true, nil
 }
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
@@ -220,19 +215,27 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 // already send credentialed requests here.
 func (s *Server) csrfState(w http.ResponseWriter, r *http.Request) error {
 	origin := r.Header.Get("Origin")
-	if !s.sameOriginOrAllowed(r, origin, origin != "" && s.originAllowed(origin)) {
+	if ok, reason := s.sameOriginOrAllowed(r, origin, origin != "" && s.originAllowed(origin)); !ok {
+		s.logger.Debug("csrf refused", "reason", reason, "path", r.URL.Path)
 		return errCSRF
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	// Of several cookies (one may be planted by a sibling subdomain), the
+	// CSRF cookie bound to the session of one of the refresh cookies.
 	var token *string
-	if c, err := r.Cookie(csrfCookie); err == nil && c.Value != "" && len(c.Value) <= 128 {
+	for _, c := range r.CookiesNamed(csrfCookie) {
+		if c.Value == "" || len(c.Value) > 128 {
+			continue
+		}
 		for _, rc := range r.CookiesNamed(refreshCookie) {
-			sid, _, ok := strings.Cut(rc.Value, ".")
-			if ok && hmac.Equal([]byte(c.Value), []byte(csrfToken(s.cfg.CSRFKey, sid))) {
+			if boundTo(s.cfg.CSRFKey, c.Value, rc.Value) {
 				v := c.Value
 				token = &v
 				break
 			}
+		}
+		if token != nil {
+			break
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]*string{"csrf_token": token})

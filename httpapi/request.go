@@ -101,31 +101,65 @@ func bearerToken(r *http.Request) (tok string, present bool) {
 // clientIP is the address of the client: the peer, or, when the peer is a
 // trusted proxy, the nearest untrusted address of X-Forwarded-For.
 func clientIP(r *http.Request, trusted []netip.Prefix) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
+	peer := peerAddr(r)
+	if !peer.IsValid() {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return r.RemoteAddr
+		}
 		return host
 	}
-	peer = peer.Unmap()
 	if !isTrusted(peer, trusted) {
 		return peer.String()
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	client := peer
 	for i := len(hops) - 1; i >= 0; i-- {
-		addr, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
+		addr, ok := parseHop(hops[i])
+		if !ok {
 			break // a malformed hop: trust nothing beyond it
 		}
-		client = addr.Unmap()
+		client = addr
 		if !isTrusted(client, trusted) {
 			break
 		}
 	}
 	return client.String()
+}
+
+// peerAddr is the address of the connection's peer; invalid if RemoteAddr
+// is not an IP address (it always is for TCP).
+func peerAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return peer.Unmap()
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, optionally with a
+// port (1.2.3.4:5678, [2001:db8::1]:443) or in brackets ([2001:db8::1]),
+// as some proxies and load balancers write them.
+func parseHop(hop string) (netip.Addr, bool) {
+	hop = strings.TrimSpace(hop)
+	if addr, err := netip.ParseAddr(hop); err == nil {
+		return addr.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(hop); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if inner, ok := strings.CutPrefix(hop, "["); ok {
+		if inner, ok := strings.CutSuffix(inner, "]"); ok {
+			if addr, err := netip.ParseAddr(inner); err == nil && addr.Is6() {
+				return addr.Unmap(), true
+			}
+		}
+	}
+	return netip.Addr{}, false
 }
 
 func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {

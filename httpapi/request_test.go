@@ -22,6 +22,12 @@ func TestClientIP(t *testing.T) {
 		{"malformed hop stops the walk", "127.0.0.1:1", "198.51.100.1, garbage", trusted, "127.0.0.1"},
 		{"trusted peer without XFF", "127.0.0.1:1", "", trusted, "127.0.0.1"},
 		{"ipv6 peer", "[2001:db8::1]:443", "", nil, "2001:db8::1"},
+		{"hop with a port", "127.0.0.1:1", "198.51.100.1:5678", trusted, "198.51.100.1"},
+		{"ipv6 hop with a port", "127.0.0.1:1", "[2001:db8::1]:443", trusted, "2001:db8::1"},
+		{"ipv6 hop in brackets", "127.0.0.1:1", "[2001:db8::1]", trusted, "2001:db8::1"},
+		{"chain with ports", "127.0.0.1:1", "6.6.6.6:1, 198.51.100.1:2, 10.0.0.7:3", trusted, "198.51.100.1"},
+		{"bracketed ipv4 is malformed", "127.0.0.1:1", "[198.51.100.1]", trusted, "127.0.0.1"},
+		{"port without address is malformed", "127.0.0.1:1", ":80", trusted, "127.0.0.1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,6 +22,9 @@ type Config struct {
 	AllowedOrigins []string
 	TrustedProxies []netip.Prefix
 	CSRFKey        []byte
+	// MetricsElsewhere moves /metrics off the public handler (which then
+	// answers 404 for it) to MetricsHandler, served on its own listener.
+	MetricsElsewhere bool
 }
 
 // Deps are the collaborators of the HTTP layer.
@@ -45,6 +48,8 @@ type Server struct {
 	logger  *slog.Logger
 	ready   func(ctx context.Context) error
 	mux     *http.ServeMux
+
+	metricsHandler http.Handler
 }
 
 // handlerFunc is a handler that returns its error for writeError.
@@ -55,6 +60,7 @@ func New(cfg Config, deps Deps) *Server {
 	s := &Server{
 		cfg: cfg, auth: deps.Auth, jwks: deps.JWKS, metrics: deps.Metrics,
 		logger: deps.Logger, ready: deps.Ready, mux: http.NewServeMux(),
+		metricsHandler: deps.Metrics.Handler(),
 	}
 	s.route("/auth/signup", map[string]handlerFunc{http.MethodPost: s.signup})
 	s.route("/auth/login", map[string]handlerFunc{http.MethodPost: s.login})
@@ -74,11 +80,9 @@ func New(cfg Config, deps Deps) *Server {
 	s.route("/.well-known/openid-configuration", map[string]handlerFunc{http.MethodGet: s.openIDConfig})
 	s.route("/healthz", map[string]handlerFunc{http.MethodGet: s.healthz})
 	s.route("/readyz", map[string]handlerFunc{http.MethodGet: s.readyz})
-	metricsHandler := s.metrics.Handler()
-	s.route("/metrics", map[string]handlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) error {
-		metricsHandler.ServeHTTP(&prometheusText{ResponseWriter: w}, r)
-		return nil
-	}})
+	if !cfg.MetricsElsewhere {
+		s.route("/metrics", map[string]handlerFunc{http.MethodGet: s.serveMetrics})
+	}
 	if deps.Account != nil {
 		s.mux.Handle("/account", s.observe("/account", methodsOnly(deps.Account, s)))
 		s.mux.Handle("/account/", s.observe("/account/", methodsOnly(deps.Account, s)))
@@ -92,6 +96,30 @@ func New(cfg Config, deps Deps) *Server {
 // Handler returns the whole HTTP handler with its middleware.
 func (s *Server) Handler() http.Handler {
 	return securityHeaders(s.crossOrigin(s.mux))
+}
+
+// MetricsHandler serves /metrics alone, for a listener of its own
+// (--metrics-addr) that only the operator's network can reach: the
+// counters tell an outsider how busy the server is and how its logins fare.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, r, s.logger, errMethodNotAllowed)
+			return
+		}
+		_ = s.serveMetrics(w, r)
+	}))
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.logger, &requestError{http.StatusNotFound, "not_found", "No such endpoint."})
+	}))
+	return securityHeaders(mux)
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	s.metricsHandler.ServeHTTP(&prometheusText{ResponseWriter: w}, r)
+	return nil
 }
 
 // route registers a path with one handler per method; other methods get a

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -60,8 +61,14 @@ func ReadFile(path string) ([]byte, error) {
 }
 
 // LoadOrCreate reads the key file at path, creating it with a fresh random
-// secret (mode 0600) when it does not exist. O_EXCL makes two processes
-// starting at once agree on one secret: the loser reads the winner's file.
+// secret (mode 0600) when it does not exist.
+//
+// The file appears at path only complete and on disk: the secret is written
+// to a temporary file in the same directory, fsynced, then hard-linked to
+// path. link(2) fails when path exists, so of several processes starting at
+// once exactly one installs its secret and the others read that one; none
+// can read a half-written file (as with O_EXCL on path itself), and a crash
+// never leaves an empty key file that would stop the next start.
 func LoadOrCreate(path string) ([]byte, error) {
 	key, err := ReadFile(path)
 	if err == nil {
@@ -74,21 +81,60 @@ func LoadOrCreate(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generate master key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return ReadFile(path)
-	}
+	dir := filepath.Dir(path)
+	tmp, err := writeTemp(dir, filepath.Base(path), base64.StdEncoding.EncodeToString(key)+"\n")
 	if err != nil {
-		return nil, fmt.Errorf("create master key file: %w", err)
+		return nil, err
 	}
-	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write master key file: %w", err)
+	defer os.Remove(tmp) //nolint:errcheck // path keeps its own link to the data
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another process won the race; its file is complete.
+			return ReadFile(path)
+		}
+		return nil, fmt.Errorf("install master key file %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("write master key file: %w", err)
+	// The new directory entry must survive a crash too, or the next start
+	// would make a different secret and every token and sealed key made
+	// under this one would be lost.
+	if err := syncDir(dir); err != nil {
+		return nil, fmt.Errorf("install master key file %s: %w", path, err)
 	}
 	return key, nil
+}
+
+// writeTemp writes data to a new private file in dir and fsyncs it,
+// returning its path.
+func writeTemp(dir, base, data string) (string, error) {
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*") // mode 0600
+	if err != nil {
+		return "", fmt.Errorf("create master key file: %w", err)
+	}
+	name := f.Name()
+	_, err = f.WriteString(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name) //nolint:errcheck // already failing
+		return "", fmt.Errorf("write master key file: %w", err)
+	}
+	return name, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	return nil
 }
 
 // Derive returns a 32-byte subkey of master for one purpose (HKDF-SHA256).

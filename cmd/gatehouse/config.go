@@ -41,6 +41,8 @@ type config struct {
 	HashWorkers    int
 	HashQueue      int
 	ShutdownGrace  time.Duration
+	MaxConns       int
+	MetricsAddr    string
 	// SessionRetention is how long ended sessions are kept before they are
 	// deleted; zero keeps them forever.
 	SessionRetention time.Duration
@@ -95,7 +97,7 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 			fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed for CORS and state-changing requests")
 		},
 		"trusted-proxies": func() {
-			fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-For is believed")
+			fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto and Forwarded headers are believed")
 		},
 		"rate-limit-login": func() {
 			fs.StringVar(&c.RateLogin, "rate-limit-login", "10/1m", "login attempts per client IP, and failed logins per account (N/DURATION or off)")
@@ -125,6 +127,12 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		"session-retention": func() {
 			fs.DurationVar(&c.SessionRetention, "session-retention", 30*24*time.Hour,
 				"ended sessions (with their IP and user agent) are deleted this long after they end; 0 keeps them")
+		},
+		"metrics-addr": func() {
+			fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this HOST:PORT instead of the public address, e.g. 127.0.0.1:9090")
+		},
+		"max-connections": func() {
+			fs.IntVar(&c.MaxConns, "max-connections", 1024, "connections open at once; more wait until one closes")
 		},
 	}
 	for _, n := range names {
@@ -202,6 +210,11 @@ func (c *config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("--addr must be HOST:PORT, e.g. 127.0.0.1:8080, not %q", c.Addr)
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr must be HOST:PORT, e.g. 127.0.0.1:9090, not %q", c.MetricsAddr)
+		}
+	}
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Addr
 	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -218,6 +231,9 @@ func (c *config) validate() error {
 	}
 	if c.HashWorkers < 0 || c.HashQueue < 0 {
 		return errors.New("--hash-workers and --hash-queue must not be negative")
+	}
+	if c.MaxConns < 1 {
+		return errors.New("--max-connections must be at least 1")
 	}
 	if c.ShutdownGrace < 0 {
 		return errors.New("--shutdown-grace must not be negative")

@@ -39,6 +39,20 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 const usage = "usage: gatehouse serve|migrate|user create|keys rotate|version [flags]"
 
+// helpText answers `gatehouse help`, `--help` and `-h`.
+const helpText = `usage: gatehouse <command> [flags]
+
+Commands:
+  serve         run the authentication server
+  migrate       apply database migrations and exit
+  user create   create a user (the password is read from stdin)
+  keys rotate   make a new signing key
+  version       print the version
+
+Run "gatehouse <command> --help" for the flags of a command. Every flag is
+also an environment variable: --access-ttl is GATEHOUSE_ACCESS_TTL.
+`
+
 // run dispatches a subcommand. It never calls os.Exit, so tests can call it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -59,6 +73,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return errors.New("usage: gatehouse keys rotate [--database ...]")
 		}
 		return keysRotate(ctx, args[2:], getenv, stdout)
+	case "help", "--help", "-help", "-h":
+		return &helpRequest{text: helpText}
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "gatehouse", buildVersion())
 		return nil

@@ -30,8 +30,13 @@ var serveFlags = []string{
 	"session-max-age", "reuse-grace", "signing-alg", "key-publish-ahead", "allowed-origins", "trusted-proxies",
 	"rate-limit-login", "rate-limit-refresh", "rate-limit-signup", "log-level", "master-key",
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
-	"session-retention",
+	"session-retention", "max-connections", "metrics-addr",
 }
+
+// maxHeaderBytes makes net/http refuse (431) a request line and header
+// block longer than 64 KiB, the limit SECURITY.md documents: net/http reads
+// up to MaxHeaderBytes plus 4096 bytes of slack before it gives up.
+const maxHeaderBytes = 64<<10 - 4096
 
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
@@ -79,18 +84,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("refresh tokens: %w", err)
 	}
-	ln, err := net.Listen("tcp", c.Addr)
+	tcp, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
+	ln := newLimitListener(tcp, c.MaxConns)
 	defer ln.Close()
+	var metricsLn net.Listener
+	if c.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return fmt.Errorf("listen on --metrics-addr %s: %w", c.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
 
 	level, _ := parseLevel(c.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	redisState := "off"
 	var bus revoke.Bus
 	if rdb != nil {
 		redis.SetLogger(redisLog{logger})
+		redisState = checkRedis(ctx, rdb, c.Redis, logger)
 		bus = revoke.NewRedisBus(rdb, "gatehouse:revocations")
 	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
@@ -157,7 +172,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	api := httpapi.New(httpapi.Config{
 		Issuer: c.Issuer, AllowedOrigins: c.origins, TrustedProxies: c.proxies,
-		CSRFKey: masterkey.Derive(b.master, masterkey.PurposeCSRF),
+		CSRFKey:          masterkey.Derive(b.master, masterkey.PurposeCSRF),
+		MetricsElsewhere: metricsLn != nil,
 	}, httpapi.Deps{
 		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
 		Account: account.Handler(),
@@ -168,14 +184,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       90 * time.Second,
-		// The default (1 MiB): smaller limits make net/http answer a bare
-		// 431 without our headers; oversized tokens are refused (401)
-		// by the token package long before this.
-		MaxHeaderBytes: http.DefaultMaxHeaderBytes,
+		// net/http answers a bare 431 (without our headers or a problem
+		// body) past this; SECURITY.md says so.
+		MaxHeaderBytes: maxHeaderBytes,
+		ConnState:      ln.connState,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("gatehouse listening", "addr", ln.Addr().String(), "database", dbKind(b), "redis", rdb != nil, "signing_alg", c.SigningAlg)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	servers := []*http.Server{srv}
+	attrs := []any{"addr", ln.Addr().String(), "database", dbKind(b), "redis", redisState, "signing_alg", c.SigningAlg, "max_connections", c.MaxConns}
+	if metricsLn != nil {
+		msrv := &http.Server{
+			Handler:           api.MetricsHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       90 * time.Second,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		servers = append(servers, msrv)
+		attrs = append(attrs, "metrics_addr", metricsLn.Addr().String())
+		go func() { errc <- msrv.Serve(metricsLn) }()
+	}
+	logger.Info("gatehouse listening", attrs...)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
@@ -185,8 +217,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	logger.Info("shutting down; finishing requests in flight")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
 	}
 	logger.Info("stopped")
 	return nil
@@ -199,12 +233,33 @@ func dbKind(b *backend) string {
 	return "sqlite"
 }
 
+// checkRedis pings Redis once at start and says how it went: "connected",
+// or "unreachable" with a warning naming the problem. Starting anyway is
+// deliberate (the server degrades as it does when Redis goes away later,
+// and /readyz says so), but an operator must not read "redis: true" and
+// believe it works. The URL and error are logged without the password.
+func checkRedis(ctx context.Context, rdb *redis.Client, redisURL string, logger *slog.Logger) string {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := rdb.Ping(pctx).Err()
+	if err == nil {
+		return "connected"
+	}
+	msg := err.Error()
+	if pw := rdb.Options().Password; pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "…")
+	}
+	logger.Warn("redis unreachable at start: until it answers, rate limits are per process, revocations reach other instances only by database polling, and /readyz fails",
+		"redis", redactURL(redisURL), "err", msg)
+	return "unreachable"
+}
+
 // redisLog routes go-redis's own messages (dial failures while Redis is
 // down, and so on) into the structured log instead of bare stderr lines.
 type redisLog struct{ logger *slog.Logger }
 
 func (l redisLog) Printf(_ context.Context, format string, v ...any) {
-	l.logger.Warn("redis", "msg", fmt.Sprintf(format, v...))
+	l.logger.Warn("redis client", "detail", fmt.Sprintf(format, v...))
 }
 
 // keyReloadInterval is how often signing keys are re-read from the store.

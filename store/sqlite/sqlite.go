@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -128,13 +129,21 @@ func fileURI(abs string) string {
 func (s *Store) init(ctx context.Context) error {
 	// The writer first: it creates the file, switches it to WAL and
 	// migrates, all before a reader opens a schema that is not there yet.
-	if err := s.write.PingContext(ctx); err != nil {
+	//
+	// Each step is retried while the file is busy: several processes
+	// starting at once on a new file (two servers, or a server and
+	// `gatehouse user create`) race to switch it to WAL, and SQLite answers
+	// some of those lock conflicts with SQLITE_BUSY at once, without
+	// consulting busy_timeout. The migration itself waits its turn under
+	// BEGIN IMMEDIATE and re-reads the schema version inside its
+	// transaction, so a retry after another process migrated does nothing.
+	if err := retryBusy(ctx, func() error { return s.write.PingContext(ctx) }); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
 	}
-	if err := migrate(ctx, s.write); err != nil {
+	if err := retryBusy(ctx, func() error { return migrate(ctx, s.write) }); err != nil {
 		return err
 	}
-	if err := s.read.PingContext(ctx); err != nil {
+	if err := retryBusy(ctx, func() error { return s.read.PingContext(ctx) }); err != nil {
 		return fmt.Errorf("sqlite: open %s for reading: %w", s.path, err)
 	}
 	prepare := func(db *sql.DB, dst **sql.Stmt, query string) error {
@@ -161,6 +170,37 @@ func (s *Store) init(ctx context.Context) error {
 	}
 	s.startRotator()
 	return nil
+}
+
+// retryBusy runs f until it succeeds, fails with something other than a
+// busy or locked database, or busyTimeoutMS have passed.
+func retryBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(busyTimeoutMS * time.Millisecond)
+	wait := 5 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait + time.Duration(rand.Int64N(int64(wait)))):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+func isBusy(err error) bool {
+	var se *msqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return true
+	}
+	return false
 }
 
 // Path returns the path the store was opened with.
