@@ -51,6 +51,10 @@ type User struct {
 	// against the version its login read (Store.CreateSession), so a login
 	// that overlapped such a change cannot outlive it.
 	Version uint64
+	// EmailVerified is set when the user proved they receive mail at Email
+	// (a verification link, a magic link or code, a password reset, an
+	// email change confirmed on the new address).
+	EmailVerified bool
 }
 
 // Session is one device's login. It holds no token material: the refresh
@@ -68,6 +72,10 @@ type Session struct {
 	UserAgent    string
 	IP           string
 	Transport    Transport
+	// AMR lists the methods used at this session's sign-in (RFC 8176
+	// style: "pwd", "email", ...); every access token of the session
+	// carries it, refreshes included.
+	AMR []string
 }
 
 // Revoked reports whether the session has been revoked.
@@ -103,6 +111,49 @@ type SigningKey struct {
 	CreatedAt time.Time
 }
 
+// SecretKind says what a one-time secret is for; a secret of one kind is
+// never accepted for another.
+type SecretKind string
+
+// The one-time secret kinds of the mail flows.
+const (
+	SecretVerifyEmail   SecretKind = "verify_email"
+	SecretResetPassword SecretKind = "reset_password"
+	SecretMagicLink     SecretKind = "magic_link"
+	SecretMagicCode     SecretKind = "magic_code"
+	SecretChangeEmail   SecretKind = "change_email"
+)
+
+// OneTimeSecret is a single-use secret handed out by mail (and, later, other
+// flows), as stored: only a MAC of the secret is kept, so a copy of the
+// database yields nothing usable.
+type OneTimeSecret struct {
+	ID   string // public identifier (the part of a token before the dot)
+	Kind SecretKind
+	// Subject is whom the secret is for: a user id, or "email:" followed
+	// by the EmailKey of an address that has no account yet.
+	Subject string
+	MAC     []byte // HMAC of the secret under a key derived for Kind
+	// Data is kind-specific: the address a verification link was sent to,
+	// the new address of an email change.
+	Data      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero while unused
+	Attempts  int       // wrong guesses counted against it
+}
+
+// OutboxMessage is one queued mail. Its body carries a live token, so it is
+// stored sealed (AES-GCM under a key derived from the master secret) and
+// deleted once sent.
+type OutboxMessage struct {
+	ID            string
+	Sealed        []byte
+	CreatedAt     time.Time
+	NextAttemptAt time.Time
+	Attempts      int // delivery attempts that failed so far
+}
+
 // EmailKey is the form emails are compared by (case-insensitively,
 // API.md): backends index and look up users by it, and the login rate
 // limit is keyed by it, so all of them must fold the same way.
@@ -117,6 +168,9 @@ var (
 	// ErrStale means a conditional write found the row changed since the
 	// caller read it (another version of the user, another password hash).
 	ErrStale = errors.New("changed since read")
+	// ErrMismatch means a one-time secret exists and is live but the
+	// presented value is wrong; the failed attempt was counted.
+	ErrMismatch = errors.New("secret does not match")
 )
 
 // Store is the persistence every backend provides. All times are UTC and kept
@@ -201,4 +255,64 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.
 	Close() error
+}
+
+// EmailStore changes the email state of users.
+type EmailStore interface {
+	// SetEmailVerified marks the user's email verified, only while the
+	// user's email still folds (EmailKey) to the same form as email: a link
+	// sent to an old address verifies nothing. ErrStale otherwise,
+	// ErrNotFound without the user. It returns the updated user.
+	SetEmailVerified(ctx context.Context, userID, email string) (User, error)
+	// ChangeEmail replaces the user's email by newEmail (verified), only
+	// while the current email still folds to the same form as oldEmail
+	// (ErrStale otherwise). ErrEmailTaken when another user has newEmail.
+	ChangeEmail(ctx context.Context, userID, oldEmail, newEmail string) (User, error)
+}
+
+// SecretStore keeps one-time secrets (DESIGN.md part 2: one table, one
+// codec, single use by one conditional UPDATE).
+type SecretStore interface {
+	// CreateSecret stores s and, in the same transaction, deletes every
+	// other unused secret of the same Kind and Subject: a newer secret
+	// voids the older ones.
+	CreateSecret(ctx context.Context, s OneTimeSecret) error
+	// UseSecret marks secret id of kind used, in one conditional UPDATE,
+	// when its MAC equals mac, it is unused, ExpiresAt is after now and
+	// Attempts is below maxAttempts, and returns it as stored before. Of
+	// concurrent uses exactly one succeeds. Anything else changes nothing
+	// and returns ErrNotFound.
+	UseSecret(ctx context.Context, kind SecretKind, id string, mac []byte, now time.Time, maxAttempts int) (OneTimeSecret, error)
+	// UseSecretOf is UseSecret for secrets looked up by (kind, subject),
+	// such as a 6-digit code typed with an email: the newest live secret
+	// of that kind and subject is used when its MAC equals mac. When it is
+	// live but the MAC differs, its Attempts grows by one and ErrMismatch
+	// is returned; at maxAttempts it is dead. No live secret: ErrNotFound.
+	UseSecretOf(ctx context.Context, kind SecretKind, subject string, mac []byte, now time.Time, maxAttempts int) (OneTimeSecret, error)
+	// DeleteSecrets deletes every secret of kind and subject (a password
+	// change voids the outstanding reset links).
+	DeleteSecrets(ctx context.Context, kind SecretKind, subject string) error
+	// PruneSecrets deletes secrets that expired before now.
+	PruneSecrets(ctx context.Context, now time.Time) error
+}
+
+// MailOutbox is the queue of mail to send. Messages are claimed with a
+// lease, so that several instances sharing a database never send one
+// message at the same time, and a message claimed by an instance that died
+// is sent by another once the lease ends.
+type MailOutbox interface {
+	// EnqueueMail stores m, due at m.NextAttemptAt.
+	EnqueueMail(ctx context.Context, m OutboxMessage) error
+	// ClaimMail claims up to limit messages due at now (NextAttemptAt at or
+	// before now) that no unexpired claim holds, holds them until
+	// now+lease, and returns them, oldest due first.
+	ClaimMail(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]OutboxMessage, error)
+	// DeleteMail removes a message (sent, or given up on). Deleting a
+	// message that is gone is not an error.
+	DeleteMail(ctx context.Context, id string) error
+	// RetryMail releases a claimed message, counts a failed attempt and
+	// makes it due again at next. ErrNotFound when it is gone.
+	RetryMail(ctx context.Context, id string, next time.Time) error
+	// PendingMail counts the messages in the outbox (for metrics).
+	PendingMail(ctx context.Context) (int, error)
 }
