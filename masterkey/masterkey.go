@@ -25,6 +25,8 @@ const (
 	PurposeRefresh = "gatehouse refresh-token mac v1"
 	PurposeCSRF    = "gatehouse csrf hmac v1"
 	PurposeSeal    = "gatehouse signing-key seal v1"
+	// PurposeSecrets keys the MACs of one-time secrets (mail links and codes).
+	PurposeSecrets = "gatehouse one-time secret mac v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master

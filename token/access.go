@@ -35,18 +35,22 @@ type Claims struct {
 	Issuer, Audience, Subject, SessionID, ID string // ID is the jti
 	Role                                     gatehouse.Role
 	IssuedAt, ExpiresAt                      time.Time
+	// AMR lists the sign-in methods of the token's session (RFC 8176
+	// style); empty for tokens that predate it.
+	AMR []string
 }
 
 // signedClaims is the payload as we write it: aud as a single string.
 type signedClaims struct {
-	Issuer    string `json:"iss"`
-	Audience  string `json:"aud"`
-	Subject   string `json:"sub"`
-	SessionID string `json:"sid"`
-	ID        string `json:"jti"`
-	Role      string `json:"role"`
-	IssuedAt  int64  `json:"iat"`
-	ExpiresAt int64  `json:"exp"`
+	Issuer    string   `json:"iss"`
+	Audience  string   `json:"aud"`
+	Subject   string   `json:"sub"`
+	SessionID string   `json:"sid"`
+	ID        string   `json:"jti"`
+	Role      string   `json:"role"`
+	AMR       []string `json:"amr,omitempty"`
+	IssuedAt  int64    `json:"iat"`
+	ExpiresAt int64    `json:"exp"`
 }
 
 // parsedClaims is the payload as we accept it: aud may be a string or an
@@ -58,6 +62,7 @@ type parsedClaims struct {
 	SessionID string           `json:"sid"`
 	ID        string           `json:"jti"`
 	Role      string           `json:"role"`
+	AMR       []string         `json:"amr"`
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	ExpiresAt *jwt.NumericDate `json:"exp"`
 	NotBefore *jwt.NumericDate `json:"nbf"`
@@ -101,7 +106,7 @@ func (k *Keys) Sign(c Claims) (string, error) {
 	}
 	payload, err := json.Marshal(signedClaims{
 		Issuer: c.Issuer, Audience: c.Audience, Subject: c.Subject,
-		SessionID: c.SessionID, ID: c.ID, Role: string(c.Role),
+		SessionID: c.SessionID, ID: c.ID, Role: string(c.Role), AMR: c.AMR,
 		IssuedAt: c.IssuedAt.Unix(), ExpiresAt: c.ExpiresAt.Unix(),
 	})
 	if err != nil {
@@ -263,6 +268,7 @@ func (k *Keys) checkClaims(pc *parsedClaims, now time.Time) (Claims, error) {
 		SessionID: pc.SessionID,
 		ID:        pc.ID,
 		Role:      gatehouse.Role(pc.Role),
+		AMR:       pc.AMR,
 		IssuedAt:  pc.IssuedAt.Time().UTC(),
 		ExpiresAt: pc.ExpiresAt.Time().UTC(),
 	}, nil

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				Issuer: testIssuer, Audience: testAudience, Subject: "user-1", SessionID: "sess-1",
 				ID: "jti-1", Role: gatehouse.RoleAdmin, IssuedAt: t0, ExpiresAt: t0.Add(testTTL),
 			}
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("claims = %+v\nwant     %+v", got, want)
 			}
 
@@ -577,5 +578,24 @@ func TestCanonicalSegments(t *testing.T) {
 		if canonicalSegments(s) {
 			t.Errorf("%q accepted", s)
 		}
+	}
+}
+
+func TestAMRRoundTrips(t *testing.T) {
+	k := newTestKeys(t, AlgEdDSA, nil)
+	c := testClaims()
+	c.AMR = []string{"email"}
+	tok := mustSign(t, k, c)
+	got, err := k.Verify(context.Background(), tok, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.AMR, []string{"email"}) {
+		t.Fatalf("amr = %q, want [email]", got.AMR)
+	}
+	var payload map[string]any
+	decodeSeg(t, segments(tok)[1], &payload)
+	if amr, _ := payload["amr"].([]any); len(amr) != 1 || amr[0] != "email" {
+		t.Fatalf("payload amr = %v, want [email]", payload["amr"])
 	}
 }

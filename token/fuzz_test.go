@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,7 +79,7 @@ func FuzzVerify(f *testing.F) {
 			if !errors.Is(err, ErrInvalidToken) {
 				t.Fatalf("error does not wrap ErrInvalidToken: %v", err)
 			}
-			if c != (Claims{}) {
+			if !reflect.DeepEqual(c, Claims{}) {
 				t.Fatalf("rejected token returned claims %+v", c)
 			}
 			return

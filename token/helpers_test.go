@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -195,7 +196,7 @@ func wantInvalid(tb testing.TB, k *Keys, tok string, now time.Time) {
 	if !errors.Is(err, ErrInvalidToken) {
 		tb.Fatalf("Verify(%.80q) = %+v, %v; want ErrInvalidToken", tok, c, err)
 	}
-	if c != (Claims{}) {
+	if !reflect.DeepEqual(c, Claims{}) {
 		tb.Fatalf("rejected token returned claims %+v", c)
 	}
 }
