@@ -18,6 +18,11 @@ var (
 	// ErrWeakPassword matches every *WeakPasswordError.
 	ErrWeakPassword = errors.New("password is too common")
 	ErrBusy         = errors.New("too many logins in progress")
+	// Mail flows.
+	ErrInvalidLink      = errors.New("invalid or expired link")
+	ErrInvalidCode      = errors.New("invalid or expired code")
+	ErrEmailNotVerified = errors.New("email not verified")
+	ErrAlreadyVerified  = errors.New("email already verified")
 )
 
 // WeakPasswordError says which password field holds a too-common password.

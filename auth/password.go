@@ -39,7 +39,12 @@ func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, 
 	if err := s.Store.CreateUser(ctx, u); err != nil {
 		return Grant{}, fmt.Errorf("signup: %w", err)
 	}
-	return s.startSession(ctx, u, c, nil)
+	g, err := s.startSession(ctx, u, c, []string{MethodPassword}, nil)
+	if err != nil {
+		return Grant{}, err
+	}
+	s.sendVerification(ctx, g.User)
+	return g, nil
 }
 
 // CreateUser creates a user directly (the operator's `user create`).
@@ -111,6 +116,12 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		}
 	case err != nil:
 		return Grant{}, fmt.Errorf("login: %w", err)
+	case u.PasswordHash == "":
+		// An account made by a magic link has no password until one is
+		// set with a reset link; it costs the same hash as any miss.
+		if err := s.Hasher.VerifyDummy(ctx, in.Password); err != nil {
+			return Grant{}, s.hashError(err)
+		}
 	default:
 		var rehash bool
 		ok, rehash, err = s.Hasher.Verify(ctx, in.Password, u.PasswordHash)
@@ -152,7 +163,14 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		verified = fresh.PasswordHash
 		return nil
 	}
-	g, err := s.startSession(ctx, u, c, recheck)
+	if s.cfg.RequireVerifiedEmail && !u.EmailVerified {
+		// Only after the password checked out, so the answer reveals
+		// nothing to someone who does not know it.
+		s.refund(ctx, accountKey, s.cfg.LoginRate)
+		s.Observer.Login("unverified")
+		return Grant{}, ErrEmailNotVerified
+	}
+	g, err := s.startSession(ctx, u, c, []string{MethodPassword}, recheck)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredentials) {
 			s.Observer.Login("invalid")
@@ -239,6 +257,9 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		if err := s.checkPasswordOf(ctx, u, current); err != nil {
 			return err
 		}
+	}
+	if err := s.voidResetLinks(ctx, u.ID); err != nil {
+		return err
 	}
 	// Setting the hash advanced the user's version, so no login that
 	// checked the old password can create a session from now on; the

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse"
@@ -33,6 +34,15 @@ const (
 	ReasonPasswordChange = "password_change"
 	ReasonAdmin          = "admin"
 	ReasonDisabled       = "disabled"
+	ReasonPasswordReset  = "password_reset"
+	ReasonEmailProof     = "email_proof"
+)
+
+// Authentication methods recorded on sessions and in the amr claim
+// (RFC 8176 names).
+const (
+	MethodPassword = "pwd"
+	MethodEmail    = "email"
 )
 
 // Logout scopes.
@@ -81,6 +91,12 @@ type Config struct {
 	LoginRate        ratelimit.Rate
 	RefreshRate      ratelimit.Rate
 	SignupRate       ratelimit.Rate
+	// Mail flows.
+	PublicURL            string         // base of links in mail
+	RequireVerifiedEmail bool           // password login needs a verified email
+	MagicLinkSignup      bool           // a magic link to an unknown address creates the account
+	MailRate             ratelimit.Rate // mail sent per address
+	MailIPRate           ratelimit.Rate // mail-sending requests per client IP
 }
 
 // Deps are the collaborators of the service, wired in main.
@@ -94,6 +110,12 @@ type Deps struct {
 	Observer     Observer
 	Logger       *slog.Logger
 	Now          func() time.Time
+
+	// Mail flows. Mailer may be nil only where no flow sends mail (tools).
+	Secrets     gatehouse.SecretStore
+	Emails      gatehouse.EmailStore
+	SecretCodec *token.SecretCodec
+	Mailer      Mailer
 }
 
 // Service implements every Gatehouse operation.
@@ -101,14 +123,42 @@ type Service struct {
 	Deps
 	cfg   Config
 	users *userCache
+	// jobs bounds the work some requests hand to the background (mail for
+	// forgot-password and magic links, done after the answer so that its
+	// duration reveals nothing); wg lets Close wait for it.
+	jobs chan struct{}
+	wg   sync.WaitGroup
 }
+
+// maxBackgroundJobs bounds the background work in flight; past it the work
+// runs in the request, which is slower but loses nothing.
+const maxBackgroundJobs = 64
 
 // New returns a Service.
 func New(cfg Config, deps Deps) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{Deps: deps, cfg: cfg, users: newUserCache()}
+	return &Service{Deps: deps, cfg: cfg, users: newUserCache(), jobs: make(chan struct{}, maxBackgroundJobs)}
+}
+
+// Close waits for background work to finish.
+func (s *Service) Close() { s.wg.Wait() }
+
+// background runs f after the request, with a context that outlives it but
+// not a stuck backend.
+func (s *Service) background(ctx context.Context, f func(context.Context)) {
+	ctx, cancel := detach(ctx)
+	select {
+	case s.jobs <- struct{}{}:
+		s.wg.Go(func() {
+			defer func() { <-s.jobs; cancel() }()
+			f(ctx)
+		})
+	default:
+		defer cancel()
+		f(ctx)
+	}
 }
 
 // Client describes the caller of a request: where it comes from, what it

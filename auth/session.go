@@ -39,10 +39,11 @@ const maxStaleSessionRetries = 3
 // change. When the user changed between the read and the insert, recheck
 // (nil: nothing to recheck) decides on the fresh row whether the sign-in
 // still stands.
-func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client, recheck func(context.Context, gatehouse.User) error) (Grant, error) {
+func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client, amr []string, recheck func(context.Context, gatehouse.User) error) (Grant, error) {
 	for attempt := 0; ; attempt++ {
 		now := s.now()
 		sess := s.newSession(u.ID, c, now)
+		sess.AMR = amr
 		err := s.Store.CreateSession(ctx, sess, u.Version)
 		if err == nil {
 			return s.grant(u, sess, now)
@@ -115,6 +116,7 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 		SessionID: sess.ID,
 		ID:        newSessionID(), // jti: the same 128 random bits
 		Role:      u.Role,
+		AMR:       sess.AMR,
 		IssuedAt:  iat,
 		ExpiresAt: exp,
 	})

@@ -8,12 +8,15 @@ import (
 )
 
 // userCache keeps recently read users for GET /auth/me, whose cost was
-// mostly the user read (BENCHMARKS.md). It is exact, not merely fresh
-// enough: a user's email, name and creation time never change, and a role
+// mostly the user read (BENCHMARKS.md). For role and enabled state it is
+// exact, not merely fresh enough: a role
 // change or disabling moves the user's token cutoff forward, so every
 // access token issued after such a change has an iat later than the
 // change. An entry is served only to tokens issued no later than the
-// entry was read; a newer token reads the store again.
+// entry was read; a newer token reads the store again. Email and
+// email_verified change without a new token (verification, email change):
+// the instance that changed them forgets its entry, others show the old
+// values for at most userCacheTTL.
 type userCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedUser

@@ -14,18 +14,19 @@ import (
 )
 
 type userJSON struct {
-	ID        string `json:"id"`
-	Email     string `json:"email"`
-	Name      string `json:"name"`
-	Role      string `json:"role"`
-	CreatedAt string `json:"created_at"`
-	Disabled  *bool  `json:"disabled,omitempty"`
+	ID            string `json:"id"`
+	Email         string `json:"email"`
+	Name          string `json:"name"`
+	Role          string `json:"role"`
+	EmailVerified bool   `json:"email_verified"`
+	CreatedAt     string `json:"created_at"`
+	Disabled      *bool  `json:"disabled,omitempty"`
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func toUserJSON(u gatehouse.User, admin bool) userJSON {
-	j := userJSON{ID: u.ID, Email: u.Email, Name: u.Name, Role: string(u.Role), CreatedAt: rfc3339(u.CreatedAt)}
+	j := userJSON{ID: u.ID, Email: u.Email, Name: u.Name, Role: string(u.Role), EmailVerified: u.EmailVerified, CreatedAt: rfc3339(u.CreatedAt)}
 	if admin {
 		d := u.Disabled
 		j.Disabled = &d

@@ -61,6 +61,10 @@ var titles = map[string]string{
 	"rate_limited":           "Too many requests",
 	"unavailable":            "Service unavailable",
 	"internal":               "Internal server error",
+	"invalid_link":           "Invalid link",
+	"invalid_code":           "Invalid code",
+	"email_not_verified":     "Email not verified",
+	"already_verified":       "Email already verified",
 }
 
 // writeError is the one place where errors become HTTP responses. Details
@@ -96,6 +100,14 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_refresh_token", "The refresh token is invalid or expired."
 	case errors.Is(err, auth.ErrRefreshReused):
 		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "refresh_token_reused", "This refresh token was already used; the session has been ended."
+	case errors.Is(err, auth.ErrInvalidLink):
+		p.Status, p.Code, p.Detail = http.StatusBadRequest, "invalid_link", "This link is invalid, used or expired; ask for a new one."
+	case errors.Is(err, auth.ErrInvalidCode):
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_code", "This code is wrong, used or expired."
+	case errors.Is(err, auth.ErrEmailNotVerified):
+		p.Status, p.Code, p.Detail = http.StatusForbidden, "email_not_verified", "Verify your email address before signing in."
+	case errors.Is(err, auth.ErrAlreadyVerified):
+		p.Status, p.Code, p.Detail = http.StatusConflict, "already_verified", "This email address is already verified."
 	case errors.Is(err, auth.ErrForbidden):
 		p.Status, p.Code, p.Detail = http.StatusForbidden, "forbidden", "You do not have access to this resource."
 	case errors.Is(err, gatehouse.ErrNotFound):

@@ -46,6 +46,12 @@ type config struct {
 	// SessionRetention is how long ended sessions are kept before they are
 	// deleted; zero keeps them forever.
 	SessionRetention time.Duration
+	// Mail flows.
+	PublicURL            string
+	RequireVerifiedEmail bool
+	MagicLinkSignup      bool
+	RateMail             string
+	RateMailIP           string
 
 	// noSecrets: the command touches no secret (migrate, user create), so
 	// on PostgreSQL no master key is needed.
@@ -57,6 +63,8 @@ type config struct {
 	loginRate   ratelimit.Rate
 	refreshRate ratelimit.Rate
 	signupRate  ratelimit.Rate
+	mailRate    ratelimit.Rate
+	mailIPRate  ratelimit.Rate
 }
 
 // newFlagSet declares the flags of a subcommand. Only the names in use are
@@ -127,6 +135,21 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		"session-retention": func() {
 			fs.DurationVar(&c.SessionRetention, "session-retention", 30*24*time.Hour,
 				"ended sessions (with their IP and user agent) are deleted this long after they end; 0 keeps them")
+		},
+		"public-url": func() {
+			fs.StringVar(&c.PublicURL, "public-url", "", "base URL of links in mail and of the account page (default: the issuer)")
+		},
+		"require-verified-email": func() {
+			fs.BoolVar(&c.RequireVerifiedEmail, "require-verified-email", false, "password login needs a verified email (403 email_not_verified)")
+		},
+		"magic-link-signup": func() {
+			fs.BoolVar(&c.MagicLinkSignup, "magic-link-signup", false, "a magic link to an address without an account creates one")
+		},
+		"rate-limit-mail": func() {
+			fs.StringVar(&c.RateMail, "rate-limit-mail", "5/1h", "mail sent per address: verification, reset, magic link, email change (N/DURATION or off)")
+		},
+		"rate-limit-mail-ip": func() {
+			fs.StringVar(&c.RateMailIP, "rate-limit-mail-ip", "30/1h", "mail-sending requests per client IP (N/DURATION or off)")
 		},
 		"metrics-addr": func() {
 			fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this HOST:PORT instead of the public address, e.g. 127.0.0.1:9090")
@@ -264,6 +287,17 @@ func (c *config) validate() error {
 	}
 	if c.signupRate, err = ratelimit.ParseRate(c.RateSignup); err != nil {
 		return fmt.Errorf("--rate-limit-signup: %v", err)
+	}
+	if c.mailRate, err = ratelimit.ParseRate(c.RateMail); err != nil {
+		return fmt.Errorf("--rate-limit-mail: %v", err)
+	}
+	if c.mailIPRate, err = ratelimit.ParseRate(c.RateMailIP); err != nil {
+		return fmt.Errorf("--rate-limit-mail-ip: %v", err)
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = c.Issuer
+	} else if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("--public-url must be an http(s) URL such as https://auth.example.com, not %q", c.PublicURL)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

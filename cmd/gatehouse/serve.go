@@ -31,6 +31,7 @@ var serveFlags = []string{
 	"rate-limit-login", "rate-limit-refresh", "rate-limit-signup", "log-level", "master-key",
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
 	"session-retention", "max-connections", "metrics-addr",
+	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
 }
 
 // maxHeaderBytes makes net/http refuse (431) a request line and header
@@ -140,6 +141,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		AccessTTL: c.AccessTTL, IdleTTL: c.RefreshIdleTTL, MaxAge: c.SessionMaxAge,
 		ReuseGrace: c.ReuseGrace, Leeway: accessLeeway,
 		LoginRate: c.loginRate, RefreshRate: c.refreshRate, SignupRate: c.signupRate,
+		PublicURL: c.PublicURL, RequireVerifiedEmail: c.RequireVerifiedEmail, MagicLinkSignup: c.MagicLinkSignup,
+		MailRate: c.mailRate, MailIPRate: c.mailIPRate,
 	}, auth.Deps{
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
