@@ -177,6 +177,10 @@ var (
 // to at least microsecond precision. Implementations must be safe for
 // concurrent use, including by several processes sharing one database.
 type Store interface {
+	EmailStore
+	SecretStore
+	MailOutbox
+
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.
 	CreateUser(ctx context.Context, u User) error

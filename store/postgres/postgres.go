@@ -54,6 +54,8 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
+var _ gatehouse.Store = (*Store)(nil)
+
 // Open connects to the database at url (a postgres:// URL or key=value DSN,
 // as pgx accepts) and pings it. It does not migrate. Errors caused by an
 // unreachable server wrap gatehouse.ErrUnavailable.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,15 +19,15 @@ import (
 // copies serve RotateSession's UPDATE ... FROM users, where bare names
 // would be ambiguous.
 const (
-	userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version`
+	userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version, email_verified`
 
 	sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at,
-		revoked_at, revoke_reason, user_agent, ip, transport`
+		revoked_at, revoke_reason, user_agent, ip, transport, amr`
 
-	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after, u.version`
+	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after, u.version, u.email_verified`
 
 	sessionColsS = `s.id, s.user_id, s.gen, s.created_at, s.rotated_at, s.last_used_at, s.expires_at,
-		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport`
+		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport, s.amr`
 
 	// emailKeyConstraint is named in the schema so that only a clash on the
 	// email, not on the primary key, reads as ErrEmailTaken.
@@ -55,10 +57,11 @@ type userRow struct {
 	createdAt                           time.Time
 	tokensValidAfter                    *time.Time
 	version                             int64
+	emailVerified                       bool
 }
 
 func (r *userRow) dest() []any {
-	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter, &r.version}
+	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter, &r.version, &r.emailVerified}
 }
 
 func (r *userRow) user() gatehouse.User {
@@ -72,6 +75,7 @@ func (r *userRow) user() gatehouse.User {
 		CreatedAt:        r.createdAt.UTC(),
 		TokensValidAfter: utc(r.tokensValidAfter),
 		Version:          uint64(r.version), // the column starts at 1 and only grows
+		EmailVerified:    r.emailVerified,
 	}
 }
 
@@ -82,11 +86,12 @@ type sessionRow struct {
 	createdAt, rotatedAt, lastUsedAt, expires time.Time
 	revokedAt                                 *time.Time
 	revokeReason, userAgent, ip, transport    string
+	amr                                       string
 }
 
 func (r *sessionRow) dest() []any {
 	return []any{&r.id, &r.userID, &r.gen, &r.createdAt, &r.rotatedAt, &r.lastUsedAt, &r.expires,
-		&r.revokedAt, &r.revokeReason, &r.userAgent, &r.ip, &r.transport}
+		&r.revokedAt, &r.revokeReason, &r.userAgent, &r.ip, &r.transport, &r.amr}
 }
 
 func (r *sessionRow) session() gatehouse.Session {
@@ -103,6 +108,7 @@ func (r *sessionRow) session() gatehouse.Session {
 		UserAgent:    r.userAgent,
 		IP:           r.ip,
 		Transport:    gatehouse.Transport(r.transport),
+		AMR:          splitAMR(r.amr),
 	}
 }
 
@@ -115,10 +121,10 @@ func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
 		return fmt.Errorf("postgres: create user: version %d out of range", u.Version)
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userCols+`, email_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.CreatedAt, nullTime(u.TokensValidAfter),
-		version, gatehouse.EmailKey(u.Email))
-	if pgErr, ok := asPgError(err); ok && pgErr.Code == "23505" && pgErr.ConstraintName == emailKeyConstraint {
+		version, u.EmailVerified, gatehouse.EmailKey(u.Email))
+	if emailTaken(err) {
 		return fmt.Errorf("postgres: create user: %w", gatehouse.ErrEmailTaken)
 	}
 	return wrap("create user", err)
@@ -257,13 +263,17 @@ func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session, userV
 	if !ok {
 		return fmt.Errorf("postgres: create session: %w", gatehouse.ErrStale)
 	}
+	amr, err := joinAMR(sess.AMR)
+	if err != nil {
+		return fmt.Errorf("postgres: create session: %w", err)
+	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
 		SELECT $1::text, $2::text, $3::bigint, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::timestamptz,
-			$8::timestamptz, $9::text, $10::text, $11::text, $12::text
+			$8::timestamptz, $9::text, $10::text, $11::text, $12::text, $14::text
 		FROM users WHERE id = $2 AND version = $13 AND NOT disabled
 		FOR SHARE`,
 		sess.ID, sess.UserID, gen, sess.CreatedAt, sess.RotatedAt, sess.LastUsedAt, sess.ExpiresAt,
-		nullTime(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport), version)
+		nullTime(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport), version, amr)
 	if err != nil {
 		return wrap("create session", err)
 	}
@@ -490,6 +500,28 @@ func (s *Store) SigningKeys(ctx context.Context) ([]gatehouse.SigningKey, error)
 	}
 	return keys, nil
 }
+
+// emailTaken reports whether err is a clash on the unique email key (and
+// not, say, on the primary key).
+func emailTaken(err error) bool {
+	pgErr, ok := asPgError(err)
+	return ok && pgErr.Code == "23505" && pgErr.ConstraintName == emailKeyConstraint
+}
+
+// joinAMR stores a session's sign-in methods space-separated. A method that
+// is empty or holds a space would come back as something else, so it is
+// refused rather than stored.
+func joinAMR(amr []string) (string, error) {
+	for _, m := range amr {
+		if m == "" || strings.ContainsFunc(m, unicode.IsSpace) {
+			return "", fmt.Errorf("amr method %q is empty or contains a space", m)
+		}
+	}
+	return strings.Join(amr, " "), nil
+}
+
+// splitAMR reverses joinAMR; no methods is nil.
+func splitAMR(s string) []string { return strings.Fields(s) }
 
 // asPgError extracts the server's error, if err carries one.
 func asPgError(err error) (*pgconn.PgError, bool) {

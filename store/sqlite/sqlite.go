@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/gatehouse/gatehouse"
 	msqlite "modernc.org/sqlite"
@@ -243,19 +244,18 @@ func (s *Store) Close() error {
 
 // --- users ------------------------------------------------------------------
 
-const userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version`
+const userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version, email_verified`
 
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
 	version, err := versionArg(u.Version)
 	if err != nil {
 		return fmt.Errorf("sqlite: create user: %w", err)
 	}
-	_, err = s.write.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = s.write.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, boolInt(u.Disabled), micros(u.CreatedAt), nullMicros(u.TokensValidAfter),
-		version, gatehouse.EmailKey(u.Email))
+		version, boolInt(u.EmailVerified), gatehouse.EmailKey(u.Email))
 	if err != nil {
-		var se *msqlite.Error
-		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && strings.Contains(se.Error(), "users.email_key") {
+		if emailTaken(err) {
 			return fmt.Errorf("sqlite: create user: %w", gatehouse.ErrEmailTaken)
 		}
 		return wrap("create user", err)
@@ -361,7 +361,7 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 
 // --- sessions ---------------------------------------------------------------
 
-const sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at, revoked_at, revoke_reason, user_agent, ip, transport`
+const sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at, revoked_at, revoke_reason, user_agent, ip, transport, amr`
 
 // CreateSession inserts the session only while its user is enabled and at
 // userVersion; every write goes through the one writer connection, so the
@@ -374,12 +374,16 @@ func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session, userV
 	if err != nil {
 		return fmt.Errorf("sqlite: create session: %w", err)
 	}
+	amr, err := joinAMR(sess.AMR)
+	if err != nil {
+		return fmt.Errorf("sqlite: create session: %w", err)
+	}
 	res, err := s.write.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
-		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14
 		WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND version = ?13 AND disabled = 0)`,
 		sess.ID, sess.UserID, int64(sess.Gen), micros(sess.CreatedAt), micros(sess.RotatedAt), micros(sess.LastUsedAt),
 		micros(sess.ExpiresAt), nullMicros(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport),
-		version)
+		version, amr)
 	if err := oneRow(res, err); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: create session: %w", gatehouse.ErrStale)
@@ -609,11 +613,12 @@ func scanUser(row scanner) (gatehouse.User, error) {
 		created  int64
 		tva      sql.NullInt64
 		version  int64
+		verified int64
 	)
-	if err := row.Scan(&u.ID, &u.Email, &u.Name, &role, &u.PasswordHash, &disabled, &created, &tva, &version); err != nil {
+	if err := row.Scan(&u.ID, &u.Email, &u.Name, &role, &u.PasswordHash, &disabled, &created, &tva, &version, &verified); err != nil {
 		return gatehouse.User{}, err
 	}
-	u.Version = uint64(version)
+	u.Version, u.EmailVerified = uint64(version), verified != 0
 	u.Role, u.Disabled, u.CreatedAt, u.TokensValidAfter = gatehouse.Role(role), disabled != 0, fromMicros(created), fromNullMicros(tva)
 	return u, nil
 }
@@ -623,17 +628,33 @@ func scanSession(row scanner) (gatehouse.Session, error) {
 		s                                  gatehouse.Session
 		gen, created, rotated, used, expAt int64
 		revoked                            sql.NullInt64
-		transport                          string
+		transport, amr                     string
 	)
 	if err := row.Scan(&s.ID, &s.UserID, &gen, &created, &rotated, &used, &expAt, &revoked,
-		&s.RevokeReason, &s.UserAgent, &s.IP, &transport); err != nil {
+		&s.RevokeReason, &s.UserAgent, &s.IP, &transport, &amr); err != nil {
 		return gatehouse.Session{}, err
 	}
+	s.AMR = splitAMR(amr)
 	s.Gen = uint64(gen)
 	s.CreatedAt, s.RotatedAt, s.LastUsedAt, s.ExpiresAt = fromMicros(created), fromMicros(rotated), fromMicros(used), fromMicros(expAt)
 	s.RevokedAt, s.Transport = fromNullMicros(revoked), gatehouse.Transport(transport)
 	return s, nil
 }
+
+// joinAMR stores a session's sign-in methods space-separated. A method that
+// is empty or holds a space would come back as something else, so it is
+// refused rather than stored.
+func joinAMR(amr []string) (string, error) {
+	for _, m := range amr {
+		if m == "" || strings.ContainsFunc(m, unicode.IsSpace) {
+			return "", fmt.Errorf("amr method %q is empty or contains a space", m)
+		}
+	}
+	return strings.Join(amr, " "), nil
+}
+
+// splitAMR reverses joinAMR; no methods is nil.
+func splitAMR(s string) []string { return strings.Fields(s) }
 
 // micros is how a time is stored: unix microseconds, which fits any time
 // from year 1 (time.Time's zero) to far beyond 9999 in an int64.

@@ -30,6 +30,7 @@ func testSessionRoundTrip(t *testing.T, s gatehouse.Store) {
 		UserAgent:  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 — “quoted” ünïcode",
 		IP:         "2001:db8::1",
 		Transport:  gatehouse.TransportBody,
+		AMR:        []string{"hwk", "mfa", "pwd"},
 	}
 	mustCreateSession(t, s, a)
 	checkSession(t, "SessionByID", mustSession(t, s, a.ID), a)
@@ -48,8 +49,20 @@ func testSessionRoundTrip(t *testing.T, s gatehouse.Store) {
 		Transport:  gatehouse.TransportCookie,
 	}
 	mustCreateSession(t, s, b)
-	checkSession(t, "SessionByID", mustSession(t, s, b.ID), b)
+	got := mustSession(t, s, b.ID)
+	checkSession(t, "SessionByID", got, b)
+	if len(got.AMR) != 0 {
+		t.Errorf("SessionByID: AMR of a session created without one = %q, want none", got.AMR)
+	}
 	checkSession(t, "SessionByID(first, after second)", mustSession(t, s, a.ID), a)
+
+	// An empty, non-nil AMR is no methods too.
+	c := newSession(u.ID, now)
+	c.AMR = []string{}
+	mustCreateSession(t, s, c)
+	if got := mustSession(t, s, c.ID).AMR; len(got) != 0 {
+		t.Errorf("SessionByID: AMR of a session created with an empty one = %q, want none", got)
+	}
 }
 
 func testSessionNotFound(t *testing.T, s gatehouse.Store) {

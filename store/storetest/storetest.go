@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +78,28 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"RevocationsSince", testRevocationsSince},
 		{"PruneRevocations", testPruneRevocations},
 		{"SigningKeys", testSigningKeys},
+
+		{"SessionAMRAndEmailVerifiedThroughRotation", testNewFieldsThroughRotation},
+		{"SetEmailVerified", testSetEmailVerified},
+		{"ChangeEmail", testChangeEmail},
+
+		{"SecretRoundTrip", testSecretRoundTrip},
+		{"CreateSecretVoidsOlder", testCreateSecretVoidsOlder},
+		{"CreateSecretConcurrent", testCreateSecretConcurrent},
+		{"UseSecretRefusals", testUseSecretRefusals},
+		{"UseSecretConcurrent", testUseSecretConcurrent},
+		{"UseSecretOf", testUseSecretOf},
+		{"UseSecretOfDies", testUseSecretOfDies},
+		{"UseSecretOfConcurrentWrong", testUseSecretOfConcurrentWrong},
+		{"UseSecretOfConcurrentRight", testUseSecretOfConcurrentRight},
+		{"DeleteSecrets", testDeleteSecrets},
+		{"PruneSecrets", testPruneSecrets},
+
+		{"ClaimMail", testClaimMail},
+		{"ClaimMailLease", testClaimMailLease},
+		{"ClaimMailConcurrent", testClaimMailConcurrent},
+		{"RetryMail", testRetryMail},
+		{"DeleteMail", testDeleteMail},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,6 +164,7 @@ func newSession(userID string, now time.Time) gatehouse.Session {
 		UserAgent:  "storetest/1.0 (X11; Linux)",
 		IP:         "192.0.2.10",
 		Transport:  gatehouse.TransportCookie,
+		AMR:        []string{"pwd"},
 	}
 }
 
@@ -233,6 +257,7 @@ func checkUser(t *testing.T, what string, got, want gatehouse.User) {
 	d.any("Disabled", got.Disabled, want.Disabled)
 	d.time("CreatedAt", got.CreatedAt, want.CreatedAt)
 	d.time("TokensValidAfter", got.TokensValidAfter, want.TokensValidAfter)
+	d.any("EmailVerified", got.EmailVerified, want.EmailVerified)
 	for _, s := range d {
 		t.Errorf("%s: user %s", what, s)
 	}
@@ -253,6 +278,10 @@ func checkSession(t *testing.T, what string, got, want gatehouse.Session) {
 	d.str("UserAgent", got.UserAgent, want.UserAgent)
 	d.str("IP", got.IP, want.IP)
 	d.str("Transport", string(got.Transport), string(want.Transport))
+	// nil and empty are the same: no methods.
+	if !slices.Equal(got.AMR, want.AMR) && (len(got.AMR) != 0 || len(want.AMR) != 0) {
+		d = append(d, fmt.Sprintf("AMR: got %q, want %q", got.AMR, want.AMR))
+	}
 	for _, s := range d {
 		t.Errorf("%s: session %s", what, s)
 	}

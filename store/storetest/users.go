@@ -21,6 +21,7 @@ func testUserRoundTrip(t *testing.T, s gatehouse.Store) {
 		Disabled:         true,
 		CreatedAt:        now.Add(-time.Hour),
 		TokensValidAfter: now.Truncate(time.Second),
+		EmailVerified:    true,
 	}
 	if err := s.CreateUser(t.Context(), u); err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -33,8 +34,8 @@ func testUserRoundTrip(t *testing.T, s gatehouse.Store) {
 	}
 	checkUser(t, "UserByEmail", got, u)
 
-	// Empty name and zero TokensValidAfter are ordinary values, not NULL
-	// surprises.
+	// Empty name, zero TokensValidAfter and an unverified email are
+	// ordinary values, not NULL surprises.
 	v := newUser("plain@example.com")
 	v.Name = ""
 	if err := s.CreateUser(t.Context(), v); err != nil {

@@ -1,0 +1,230 @@
+package storetest
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+const mailLease = time.Minute
+
+// newMessage returns a message created at now and due at due, with a random
+// sealed body.
+func newMessage(now, due time.Time) gatehouse.OutboxMessage {
+	return gatehouse.OutboxMessage{ID: newID(), Sealed: randomBytes(200), CreatedAt: now, NextAttemptAt: due}
+}
+
+func mustEnqueue(t *testing.T, s gatehouse.Store, m gatehouse.OutboxMessage) gatehouse.OutboxMessage {
+	t.Helper()
+	if err := s.EnqueueMail(t.Context(), m); err != nil {
+		t.Fatalf("EnqueueMail(%s): %v", m.ID, err)
+	}
+	return m
+}
+
+func mustClaim(t *testing.T, s gatehouse.Store, now time.Time, limit int) []gatehouse.OutboxMessage {
+	t.Helper()
+	ms, err := s.ClaimMail(t.Context(), now, mailLease, limit)
+	if err != nil {
+		t.Fatalf("ClaimMail(%v): %v", now, err)
+	}
+	return ms
+}
+
+func wantPending(t *testing.T, s gatehouse.Store, want int) {
+	t.Helper()
+	n, err := s.PendingMail(t.Context())
+	if err != nil {
+		t.Fatalf("PendingMail: %v", err)
+	}
+	if n != want {
+		t.Errorf("PendingMail = %d, want %d", n, want)
+	}
+}
+
+func messageIDs(ms []gatehouse.OutboxMessage) []string {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+func checkMessages(t *testing.T, what string, got, want []gatehouse.OutboxMessage) {
+	t.Helper()
+	if !slices.Equal(messageIDs(got), messageIDs(want)) {
+		t.Errorf("%s: got messages %q, want %q", what, messageIDs(got), messageIDs(want))
+		return
+	}
+	for i := range got {
+		var d diffs
+		if !bytes.Equal(got[i].Sealed, want[i].Sealed) {
+			d = append(d, "Sealed differs")
+		}
+		d.time("CreatedAt", got[i].CreatedAt, want[i].CreatedAt)
+		d.time("NextAttemptAt", got[i].NextAttemptAt, want[i].NextAttemptAt)
+		d.any("Attempts", got[i].Attempts, want[i].Attempts)
+		for _, s := range d {
+			t.Errorf("%s: message %s: %s", what, got[i].ID, s)
+		}
+	}
+}
+
+// testClaimMail: only due messages are claimed, oldest due first, up to
+// the limit, with everything stored.
+func testClaimMail(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	wantPending(t, s, 0)
+	if ms := mustClaim(t, s, now, 10); len(ms) != 0 {
+		t.Errorf("ClaimMail on an empty outbox = %q", messageIDs(ms))
+	}
+	// Enqueued out of due order.
+	second := mustEnqueue(t, s, newMessage(now.Add(-time.Hour), now.Add(-time.Minute)))
+	mustEnqueue(t, s, newMessage(now, now.Add(time.Hour))) // not due
+	first := mustEnqueue(t, s, newMessage(now, now.Add(-2*time.Minute)))
+	exact := newMessage(now, now) // due exactly now: due
+	exact.Attempts = 3
+	mustEnqueue(t, s, exact)
+	wantPending(t, s, 4)
+
+	checkMessages(t, "ClaimMail(limit 2)", mustClaim(t, s, now, 2), []gatehouse.OutboxMessage{first, second})
+	checkMessages(t, "ClaimMail(the rest)", mustClaim(t, s, now, 10), []gatehouse.OutboxMessage{exact})
+	if ms := mustClaim(t, s, now, 10); len(ms) != 0 {
+		t.Errorf("ClaimMail with everything due claimed = %q, want none", messageIDs(ms))
+	}
+	if ms := mustClaim(t, s, now, 0); len(ms) != 0 {
+		t.Errorf("ClaimMail(limit 0) = %q, want none", messageIDs(ms))
+	}
+	wantPending(t, s, 4) // claimed messages are still pending
+}
+
+// testClaimMailLease: a claim holds until its lease ends; after that the
+// message is claimable again (its claimer died).
+func testClaimMailLease(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	m := mustEnqueue(t, s, newMessage(now, now))
+	checkMessages(t, "first claim", mustClaim(t, s, now, 10), []gatehouse.OutboxMessage{m})
+	if ms := mustClaim(t, s, now.Add(mailLease-time.Microsecond), 10); len(ms) != 0 {
+		t.Errorf("ClaimMail just before the lease ends = %q, want none", messageIDs(ms))
+	}
+	later := now.Add(mailLease + time.Second)
+	checkMessages(t, "claim after the lease ended", mustClaim(t, s, later, 10), []gatehouse.OutboxMessage{m})
+	if ms := mustClaim(t, s, later, 10); len(ms) != 0 {
+		t.Errorf("ClaimMail under the second lease = %q, want none", messageIDs(ms))
+	}
+}
+
+// testClaimMailConcurrent: several claimers draining one outbox at once
+// never get the same message, and between them get every message.
+func testClaimMailConcurrent(t *testing.T, s gatehouse.Store) {
+	const (
+		rounds   = 25
+		messages = 10
+		claimers = 3
+	)
+	for round := range rounds {
+		now := baseTime()
+		want := map[string]bool{}
+		for range messages {
+			want[mustEnqueue(t, s, newMessage(now, now)).ID] = true
+		}
+		got := make([][]string, claimers)
+		errs := concurrently(claimers, func(i int) error {
+			for {
+				ms, err := s.ClaimMail(t.Context(), now, mailLease, 2)
+				if err != nil {
+					return err
+				}
+				if len(ms) == 0 {
+					return nil
+				}
+				got[i] = append(got[i], messageIDs(ms)...)
+			}
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: claimer %d: %v", round, i, err)
+			}
+		}
+		seen := map[string]int{}
+		for i, ids := range got {
+			for _, id := range ids {
+				if j, dup := seen[id]; dup {
+					t.Errorf("round %d: message %s claimed by claimer %d and claimer %d", round, id, j, i)
+				}
+				seen[id] = i
+				if !want[id] {
+					t.Errorf("round %d: claimed message %s of another round", round, id)
+				}
+			}
+		}
+		if len(seen) != messages {
+			t.Errorf("round %d: %d messages claimed, want %d", round, len(seen), messages)
+		}
+		for id := range seen {
+			if err := s.DeleteMail(t.Context(), id); err != nil {
+				t.Fatalf("DeleteMail: %v", err)
+			}
+		}
+		if t.Failed() {
+			return
+		}
+	}
+	wantPending(t, s, 0)
+}
+
+func testRetryMail(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	m := mustEnqueue(t, s, newMessage(now, now))
+	mustClaim(t, s, now, 10)
+
+	next := now.Add(5 * time.Minute)
+	if err := s.RetryMail(t.Context(), m.ID, next); err != nil {
+		t.Fatalf("RetryMail: %v", err)
+	}
+	if ms := mustClaim(t, s, next.Add(-time.Microsecond), 10); len(ms) != 0 {
+		t.Errorf("ClaimMail before the retry is due = %q, want none", messageIDs(ms))
+	}
+	want := m
+	want.NextAttemptAt, want.Attempts = next, 1
+	checkMessages(t, "claim of the retry", mustClaim(t, s, next, 10), []gatehouse.OutboxMessage{want})
+
+	// RetryMail releases the lease: retried for right now, the message is
+	// claimable at once, inside the lease of the claim before.
+	if err := s.RetryMail(t.Context(), m.ID, next); err != nil {
+		t.Fatalf("RetryMail: %v", err)
+	}
+	want.Attempts = 2
+	checkMessages(t, "claim right after the second retry", mustClaim(t, s, next, 10), []gatehouse.OutboxMessage{want})
+	wantPending(t, s, 1)
+
+	err := s.RetryMail(t.Context(), newID(), next)
+	wantNotFound(t, "RetryMail(unknown)", err)
+	if err := s.DeleteMail(t.Context(), m.ID); err != nil {
+		t.Fatalf("DeleteMail: %v", err)
+	}
+	err = s.RetryMail(t.Context(), m.ID, next)
+	wantNotFound(t, "RetryMail(deleted)", err)
+}
+
+func testDeleteMail(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	sent := mustEnqueue(t, s, newMessage(now, now))
+	kept := mustEnqueue(t, s, newMessage(now, now.Add(time.Second)))
+	wantPending(t, s, 2)
+	mustClaim(t, s, now, 1)
+	if err := s.DeleteMail(t.Context(), sent.ID); err != nil {
+		t.Fatalf("DeleteMail: %v", err)
+	}
+	wantPending(t, s, 1)
+	for _, id := range []string{sent.ID, newID()} {
+		if err := s.DeleteMail(t.Context(), id); err != nil {
+			t.Errorf("DeleteMail(gone): %v", err)
+		}
+	}
+	later := now.Add(2 * mailLease) // the deleted message's lease has ended too
+	checkMessages(t, "ClaimMail after DeleteMail", mustClaim(t, s, later, 10), []gatehouse.OutboxMessage{kept})
+}
