@@ -56,6 +56,17 @@ func newService(t *testing.T) (*auth.Service, *clock) {
 // nil, may wrap its dependencies (a gated hasher, a store with hooks).
 func newServiceWith(t *testing.T, adjust func(*auth.Deps)) (*auth.Service, *clock, *sqlite.Store) {
 	t.Helper()
+	return newServiceConfig(t, func(_ *auth.Config, d *auth.Deps) {
+		if adjust != nil {
+			adjust(d)
+		}
+	})
+}
+
+// newServiceConfig is newServiceWith with the configuration adjustable too.
+// Mail goes to a recording mailer (mailbox) unless adjust replaces it.
+func newServiceConfig(t *testing.T, adjust func(*auth.Config, *auth.Deps)) (*auth.Service, *clock, *sqlite.Store) {
+	t.Helper()
 	ctx := context.Background()
 	clk := &clock{now: time.Now().UTC()}
 	st, err := sqlite.Open(ctx, t.TempDir()+"/gh.db")
@@ -77,6 +88,10 @@ func newServiceWith(t *testing.T, adjust func(*auth.Deps)) (*auth.Service, *cloc
 	if err != nil {
 		t.Fatal(err)
 	}
+	secrets, err := token.NewSecretCodec([]byte(strings.Repeat("s", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(slog.DiscardHandler)
 	rctx, cancel := context.WithCancel(ctx)
 	rev := revoke.New(st, nil, revoke.Config{StaleAfter: 24 * time.Hour, Now: clk.Now}, logger)
@@ -89,14 +104,18 @@ func newServiceWith(t *testing.T, adjust func(*auth.Deps)) (*auth.Service, *cloc
 		Hasher:  password.NewHasher(password.DefaultParams(), 2, 16),
 		Revoker: rev, Limiter: ratelimit.NewMemory(clk.Now), Observer: nopObserver{},
 		Logger: logger, Now: clk.Now,
+		Secrets: st, Emails: st, SecretCodec: secrets, Mailer: &mailbox{},
 	}
-	if adjust != nil {
-		adjust(&deps)
-	}
-	svc := auth.New(auth.Config{
+	cfg := auth.Config{
 		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
 		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second,
-	}, deps)
+		PublicURL: "https://auth.test",
+	}
+	if adjust != nil {
+		adjust(&cfg, &deps)
+	}
+	svc := auth.New(cfg, deps)
+	t.Cleanup(svc.Close)
 	return svc, clk, st
 }
 
