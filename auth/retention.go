@@ -36,3 +36,12 @@ func (s *Service) DeleteEndedSessions(ctx context.Context, retention time.Durati
 	}
 	return total, nil
 }
+
+// PruneSecrets deletes one-time secrets that have expired: used or not,
+// they can no longer do anything.
+func (s *Service) PruneSecrets(ctx context.Context) error {
+	if err := s.Secrets.PruneSecrets(ctx, s.now()); err != nil {
+		return fmt.Errorf("prune one-time secrets: %w", err)
+	}
+	return nil
+}

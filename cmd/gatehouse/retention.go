@@ -8,17 +8,22 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 )
 
-// retentionInterval is how often ended sessions are deleted: a quarter of
-// the retention period, between one second (tests) and ten minutes.
-func retentionInterval(retention time.Duration) time.Duration {
+// housekeepingInterval is how often ended sessions and expired one-time
+// secrets are deleted: a quarter of the session retention, between one
+// second (tests) and ten minutes.
+func housekeepingInterval(retention time.Duration) time.Duration {
+	if retention <= 0 {
+		return 10 * time.Minute
+	}
 	return min(max(retention/4, time.Second), 10*time.Minute)
 }
 
-// deleteEndedSessions deletes sessions past their retention period until
-// ctx ends. Every instance runs it; the batches are small and idempotent,
-// so instances running at once only share the work.
-func deleteEndedSessions(ctx context.Context, svc *auth.Service, retention time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(retentionInterval(retention))
+// housekeeping deletes sessions past their retention period (unless
+// retention is zero) and expired one-time secrets until ctx ends. Every
+// instance runs it; the deletes are small and idempotent, so instances
+// running at once only share the work.
+func housekeeping(ctx context.Context, svc *auth.Service, retention time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(housekeepingInterval(retention))
 	defer t.Stop()
 	for {
 		select {
@@ -26,13 +31,16 @@ func deleteEndedSessions(ctx context.Context, svc *auth.Service, retention time.
 			return
 		case <-t.C:
 		}
-		n, err := svc.DeleteEndedSessions(ctx, retention)
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("delete ended sessions", "deleted", n, "err", err)
-			continue
+		if retention > 0 {
+			n, err := svc.DeleteEndedSessions(ctx, retention)
+			if err != nil && ctx.Err() == nil {
+				logger.Warn("delete ended sessions", "deleted", n, "err", err)
+			} else if n > 0 {
+				logger.Info("deleted ended sessions", "count", n, "retention", retention.String())
+			}
 		}
-		if n > 0 {
-			logger.Info("deleted ended sessions", "count", n, "retention", retention.String())
+		if err := svc.PruneSecrets(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("prune one-time secrets", "err", err)
 		}
 	}
 }

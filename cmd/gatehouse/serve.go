@@ -85,6 +85,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("refresh tokens: %w", err)
 	}
+	secrets, err := token.NewSecretCodec(masterkey.Derive(b.master, masterkey.PurposeSecrets))
+	if err != nil {
+		return err
+	}
 	tcp, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
@@ -146,10 +150,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}, auth.Deps{
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
+		Secrets: b.store, Emails: b.store, SecretCodec: secrets,
 	})
-	if c.SessionRetention > 0 {
-		background.Go(func() { deleteEndedSessions(runCtx, svc, c.SessionRetention, logger) })
-	}
+	defer svc.Close() // after the server has stopped: mail work handed to the background
+	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
 	ready := func(ctx context.Context) error {
 		var problems []string
 		if err := b.store.Ping(ctx); err != nil {
