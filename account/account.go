@@ -39,14 +39,27 @@ var contentTypes = map[string]string{
 	".map":  "application/json; charset=utf-8",
 }
 
+// pageRoutes are the paths below /account that serve the page itself: the
+// targets of the links Gatehouse mails (<public-url>/account/<action>#token=...).
+// The token stays in the URL fragment, which browsers never send, so these
+// requests carry nothing secret; the page reads and removes it.
+var pageRoutes = map[string]bool{
+	"verify-email":   true,
+	"reset-password": true,
+	"magic-link":     true,
+	"change-email":   true,
+}
+
 type handler struct {
 	assets map[string]asset // keyed by name relative to static/, e.g. "app.js"
 }
 
 // Handler returns the handler for the account page. Mount it at both
 // "/account" and "/account/"; it also works behind http.StripPrefix("/account", ...).
-// "/account" and "/account/" serve index.html; "/account/<file>" serves the
-// embedded asset. Only GET and HEAD are allowed.
+// "/account", "/account/" and the mail-link paths ("/account/verify-email",
+// "/account/reset-password", "/account/magic-link", "/account/change-email")
+// serve index.html; "/account/<file>" serves the embedded asset. Only GET and
+// HEAD are allowed.
 func Handler() http.Handler {
 	h := &handler{assets: map[string]asset{}}
 	sub, err := fs.Sub(staticFS, "static")
@@ -79,7 +92,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", CSP)
 	name := strings.TrimPrefix(r.URL.Path, "/account")
 	name = strings.TrimPrefix(name, "/")
-	if name == "" {
+	if name == "" || pageRoutes[name] {
 		name = "index.html"
 	}
 	a, ok := h.assets[name]

@@ -26,6 +26,10 @@ func TestHandler(t *testing.T) {
 		{"/account/app.js", "text/javascript; charset=utf-8"},
 		{"/account/app.css", "text/css; charset=utf-8"},
 		{"/account/favicon.svg", "image/svg+xml"},
+		{"/account/verify-email", "text/html; charset=utf-8"},
+		{"/account/reset-password", "text/html; charset=utf-8"},
+		{"/account/magic-link", "text/html; charset=utf-8"},
+		{"/account/change-email", "text/html; charset=utf-8"},
 	} {
 		w := get(t, h, http.MethodGet, tc.path, nil)
 		if w.Code != 200 || w.Header().Get("Content-Type") != tc.ctype {
@@ -48,7 +52,7 @@ func TestHandler(t *testing.T) {
 	if w := get(t, h, http.MethodGet, "/account", nil); !strings.Contains(w.Body.String(), `src="/account/app.js"`) {
 		t.Error("index.html does not load app.js")
 	}
-	for _, p := range []string{"/account/nope.js", "/account/../account.go", "/account/static/app.js"} {
+	for _, p := range []string{"/account/nope.js", "/account/../account.go", "/account/static/app.js", "/account/verify-email/", "/account/magic-link/x"} {
 		if w := get(t, h, http.MethodGet, p, nil); w.Code != 404 {
 			t.Errorf("GET %s: %d", p, w.Code)
 		}

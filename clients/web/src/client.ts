@@ -22,6 +22,8 @@ export interface User {
   name: string;
   role: string;
   created_at: string;
+  /** Whether the user proved the address (verification link, magic link or password reset). */
+  email_verified: boolean;
 }
 
 export interface Session {
@@ -81,6 +83,9 @@ export interface ClientOptions {
   /** Clock (ms since epoch); injectable for tests. */
   now?: () => number;
 }
+
+/** How `verifyMagicLink` proves the address: the link's token, or the mailed 6-digit code. */
+export type MagicLinkProof = { token: string } | { email: string; code: string };
 
 /** A problem+json error from the server (or a network failure, status 0). */
 export class GatehouseError extends Error {
@@ -152,6 +157,16 @@ async function toError(res: Response): Promise<GatehouseError> {
     (typeof problem?.["title"] === "string" && (problem["title"] as string)) ||
     `HTTP ${res.status}`;
   return new GatehouseError(res.status, code, msg, problem);
+}
+
+/** Whether a 401 is about the access token (so a refresh may help), read from a copy of its body. */
+async function tokenProblem(res: Response): Promise<boolean> {
+  try {
+    const body = (await res.clone().json()) as { code?: unknown };
+    return typeof body?.code !== "string" || body.code === "invalid_token";
+  } catch {
+    return true;
+  }
 }
 
 /** True when baseUrl points at another origin than the page's (the CSRF cookie is unreadable). */
@@ -271,7 +286,7 @@ export class GatehouseClient extends EventTarget {
     this.state = "signed-out";
     this.generation++;
     this.clearTimer();
-    if (broadcast) this.post({ type: "logout", reason });
+    if (broadcast) this.postPeer({ type: "logout", reason });
     // Only a session that really ended is news: a first visit without one ("unknown" and
     // no_session) stays quiet, so apps do not greet new visitors with "session ended".
     const ended = was === "authenticated" || (was === "unknown" && reason !== "no_session");
@@ -284,7 +299,7 @@ export class GatehouseClient extends EventTarget {
     if (this.crossOrigin && typeof body.csrf_token === "string") this.csrf = body.csrf_token;
     this.setToken(body.access_token, expiresAt, lifetimeMs, body.session_id, body.user);
     if (broadcast) {
-      this.post({
+      this.postPeer({
         type: "token", accessToken: body.access_token, expiresAt, lifetimeMs, sessionId: body.session_id, user: body.user,
         csrfToken: this.csrf,
       });
@@ -308,7 +323,7 @@ export class GatehouseClient extends EventTarget {
 
   // ------------------------------------------------------- cross-tab sync
 
-  private post(msg: PeerMessage): void {
+  private postPeer(msg: PeerMessage): void {
     try {
       this.channel?.postMessage(msg);
     } catch {
@@ -434,7 +449,7 @@ export class GatehouseClient extends EventTarget {
       this.setSignedOut(err.code as LogoutReason, true);
       return false;
     }
-    this.post({ type: "refresh-failed" });
+    this.postPeer({ type: "refresh-failed" });
     throw err;
   }
 
@@ -452,7 +467,7 @@ export class GatehouseClient extends EventTarget {
         headers: { "X-CSRF-Token": csrf },
       });
     } catch (err) {
-      this.post({ type: "refresh-failed" });
+      this.postPeer({ type: "refresh-failed" });
       throw err instanceof GatehouseError ? err : new GatehouseError(0, "network_error", String(err));
     }
     if (res.status === 403 && remembered && mayRetry) {
@@ -524,9 +539,18 @@ export class GatehouseClient extends EventTarget {
     return this.fetchImpl(new Request(req, { headers }));
   }
 
-  /** A call to the Gatehouse server (path under baseUrl) with the access token. */
+  /**
+   * A call to the Gatehouse server (path under baseUrl) with the access token. Like
+   * fetch(), but a 401 that is about something else than the token (a wrong
+   * current_password: invalid_credentials) is not answered with a refresh and a retry.
+   */
   private async json<T>(path: string, init?: RequestInit): Promise<T | undefined> {
-    const res = await this.fetch(this.base + path, init);
+    const original = new Request(this.base + path, init);
+    const token = await this.getAccessToken();
+    let res = await this.send(original.clone(), token);
+    if (res.status === 401 && token !== null && (await tokenProblem(res))) {
+      if ((await this.handleUnauthorized(token)) && this.token !== null) res = await this.send(original, this.token);
+    }
     if (!res.ok) throw await toError(res);
     if (res.status === 204) return undefined;
     return (await res.json()) as T;
@@ -534,12 +558,13 @@ export class GatehouseClient extends EventTarget {
 
   // --------------------------------------------------------------- API
 
-  private async credentials(path: string, body: Record<string, unknown>): Promise<User> {
+  /** POSTs JSON without an access token; rejects with a GatehouseError unless 2xx. */
+  private async post(path: string, body: Record<string, unknown>, credentials: RequestCredentials): Promise<Response> {
     let res: Response;
     try {
       res = await this.fetchImpl(this.base + path, {
         method: "POST",
-        credentials: "include",
+        credentials,
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
@@ -547,8 +572,20 @@ export class GatehouseClient extends EventTarget {
       throw new GatehouseError(0, "network_error", String(err));
     }
     if (!res.ok) throw await toError(res);
+    return res;
+  }
+
+  /** Signs in with a token response (cookie mode): the refresh token arrives as a cookie. */
+  private async credentials(path: string, body: Record<string, unknown>): Promise<User> {
+    const res = await this.post(path, body, "include");
     this.acceptTokenResponse((await res.json()) as TokenResponse, true);
     return this.currentUser as User;
+  }
+
+  /** A user object the server returned: adopted as the current user when it is the same user. */
+  private adoptUser(user: User): User {
+    if (this.currentUser !== null && this.currentUser.id === user.id) this.currentUser = user;
+    return user;
   }
 
   /** Signs in; the refresh token is set as an HttpOnly cookie by the server. */
@@ -611,5 +648,62 @@ export class GatehouseClient extends EventTarget {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
     });
+  }
+
+  // ------------------------------------------------------------ mail flows
+
+  /** Mails the signed-in user a new verification link (POST /auth/email/verify/send). Rejects
+   * with `already_verified` (409) when the address is verified. */
+  async sendVerificationEmail(): Promise<void> {
+    await this.json("/auth/email/verify/send", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  }
+
+  /** Verifies the address with the token of a verification link; resolves to the user
+   * (`email_verified: true`). Rejects with `invalid_link` (400). */
+  async verifyEmail(token: string): Promise<User> {
+    const res = await this.post("/auth/email/verify", { token }, "omit");
+    return this.adoptUser(((await res.json()) as { user: User }).user);
+  }
+
+  /** Asks for a password-reset mail. Resolves (202) whether or not the address has an account. */
+  async forgotPassword(email: string): Promise<void> {
+    await this.post("/auth/password/forgot", { email }, "omit");
+  }
+
+  /** Sets a new password with the token of a reset link. Every session of the user ends
+   * (sign in again afterwards). Rejects with `invalid_link` (400), `weak_password` or
+   * `validation_failed` (422). */
+  async resetPassword(token: string, newPassword: string): Promise<void> {
+    await this.post("/auth/password/reset", { token, new_password: newPassword }, "omit");
+  }
+
+  /** Asks for a sign-in mail (a link and a 6-digit code). Resolves (202) whether or not the
+   * address has an account. */
+  async requestMagicLink(email: string): Promise<void> {
+    await this.post("/auth/magic-link", { email }, "omit");
+  }
+
+  /** Signs in with a magic link's token, or with the address and the mailed code (cookie
+   * mode, like login: fires "login"). Rejects with `invalid_link` (400) or `invalid_code` (401). */
+  verifyMagicLink(proof: MagicLinkProof): Promise<User> {
+    const body = "token" in proof ? { token: proof.token } : { email: proof.email, code: proof.code };
+    return this.credentials("/auth/magic-link/verify", body);
+  }
+
+  /** Starts changing the signed-in user's address: a confirmation link goes to the new one.
+   * Rejects with `email_taken` (409) or `invalid_credentials` (401, wrong password). */
+  async changeEmail(newEmail: string, currentPassword: string): Promise<void> {
+    await this.json("/auth/email/change", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ new_email: newEmail, current_password: currentPassword }),
+    });
+  }
+
+  /** Confirms an address change with the token of the link mailed to the new address;
+   * resolves to the user with the new, verified address. Rejects with `invalid_link` (400). */
+  async confirmEmailChange(token: string): Promise<User> {
+    const res = await this.post("/auth/email/change/confirm", { token }, "omit");
+    return this.adoptUser(((await res.json()) as { user: User }).user);
   }
 }

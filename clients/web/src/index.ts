@@ -5,6 +5,7 @@ export type {
   LogoutEventDetail,
   LogoutReason,
   LogoutScope,
+  MagicLinkProof,
   Session,
   TokenEventDetail,
   User,

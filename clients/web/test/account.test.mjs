@@ -32,7 +32,7 @@ async function openAccount(context) {
 }
 
 async function signIn(page, user) {
-  await page.getByLabel("Email").fill(user.email);
+  await page.getByLabel("Email", { exact: true }).fill(user.email);
   await page.getByLabel("Password", { exact: true }).fill(user.password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator("#account").waitFor({ state: "visible" });
@@ -95,7 +95,7 @@ describe("account page", () => {
     const context = await browser.newContext();
     const errors = watchConsole(context);
     const page = await openAccount(context);
-    await page.getByLabel("Email").fill(user.email);
+    await page.getByLabel("Email", { exact: true }).fill(user.email);
     await page.getByLabel("Password", { exact: true }).fill("not the password at all");
     await page.getByRole("button", { name: "Sign in" }).click();
     const alert = page.getByRole("alert");

@@ -1,7 +1,7 @@
 // Shared helpers for the browser tests: build/start the real gatehouse binary on a free
 // port with a temp SQLite database, and launch Debian's Chromium through playwright-core.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -34,12 +34,21 @@ export function gatehouseBinary(dir) {
   return bin;
 }
 
-/** Starts `gatehouse serve`; resolves when /healthz answers 200, rejects otherwise. */
-export async function startServer(extraArgs = []) {
+/**
+ * Starts `gatehouse serve`; resolves when /healthz answers 200, rejects otherwise. With
+ * `{ mail: true }` the server writes its mail as .eml files into `mailDir` (a folder of
+ * the temp directory) and its links point at `base` (--public-url).
+ */
+export async function startServer(extraArgs = [], { mail = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-web-"));
   const bin = gatehouseBinary(dir);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
+  const mailDir = mail ? join(dir, "mail") : null;
+  if (mailDir) {
+    mkdirSync(mailDir);
+    extraArgs = ["--mail-dir", mailDir, "--public-url", base, ...extraArgs];
+  }
   const args = [
     "serve",
     "--addr", `127.0.0.1:${port}`,
@@ -73,6 +82,7 @@ export async function startServer(extraArgs = []) {
   }
   return {
     base,
+    mailDir,
     output: () => output,
     async stop() {
       if (!exited) {
@@ -164,4 +174,113 @@ export function countRefreshes(context) {
     if (req.method() === "POST" && new URL(req.url()).pathname === "/auth/refresh") c.statuses.push(res.status());
   });
   return c;
+}
+
+// ------------------------------------------------------------------ mail (.eml files)
+
+/** Decodes a MIME part's body by its Content-Transfer-Encoding, as UTF-8 text. */
+function decodeBody(body, encoding) {
+  const enc = (encoding || "").trim().toLowerCase();
+  if (enc === "base64") return Buffer.from(body.replace(/\s+/g, ""), "base64").toString("utf8");
+  if (enc === "quoted-printable") {
+    const soft = body.replace(/=\r?\n/g, "");
+    const bytes = [];
+    for (let i = 0; i < soft.length; i++) {
+      const c = soft[i];
+      if (c === "=" && /^[0-9A-Fa-f]{2}$/.test(soft.slice(i + 1, i + 3))) {
+        bytes.push(parseInt(soft.slice(i + 1, i + 3), 16));
+        i += 2;
+      } else {
+        bytes.push(...Buffer.from(c, "utf8"));
+      }
+    }
+    return Buffer.from(bytes).toString("utf8");
+  }
+  return body;
+}
+
+/** Splits a message or part into unfolded headers (lower-case names) and the raw body. */
+function splitMessage(raw) {
+  const m = /\r?\n\r?\n/.exec(raw);
+  const head = m ? raw.slice(0, m.index) : raw;
+  const body = m ? raw.slice(m.index + m[0].length) : "";
+  const headers = {};
+  for (const line of head.replace(/\r?\n[ \t]+/g, " ").split(/\r?\n/)) {
+    const i = line.indexOf(":");
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return { headers, body };
+}
+
+/** The text/plain content of a message or part (searching multipart bodies depth-first). */
+function plainText({ headers, body }) {
+  const ctype = headers["content-type"] || "text/plain";
+  if (/^multipart\//i.test(ctype)) {
+    const b = /boundary="?([^";]+)"?/i.exec(ctype);
+    if (!b) return null;
+    const parts = body.split("--" + b[1]).slice(1);
+    for (const part of parts) {
+      if (part.startsWith("--")) break;
+      const text = plainText(splitMessage(part.replace(/^\r?\n/, "")));
+      if (text !== null) return text;
+    }
+    return null;
+  }
+  if (!/^text\/plain/i.test(ctype)) return null;
+  return decodeBody(body, headers["content-transfer-encoding"]);
+}
+
+/** Every .eml file of a mail folder: { file, mtimeMs, to, subject, text }, oldest first. */
+export function readMails(mailDir) {
+  const mails = [];
+  for (const name of readdirSync(mailDir)) {
+    if (!name.endsWith(".eml")) continue;
+    const file = join(mailDir, name);
+    let raw;
+    let st;
+    try {
+      st = statSync(file);
+      raw = readFileSync(file, "utf8");
+    } catch {
+      continue; // being written or renamed
+    }
+    const msg = splitMessage(raw);
+    mails.push({ file, mtimeMs: st.mtimeMs, to: msg.headers["to"] || "", subject: msg.headers["subject"] || "", text: plainText(msg) ?? "" });
+  }
+  return mails.sort((a, b) => a.mtimeMs - b.mtimeMs || a.file.localeCompare(b.file));
+}
+
+/**
+ * Waits for the newest mail to `to` whose text contains `contains` and which is not one of
+ * `seen` (files already used); resolves to it. Mail is queued, so it may take a moment.
+ */
+export async function waitForMail(mailDir, { to, contains, seen = [], timeoutMs = 20_000 }) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const hits = readMails(mailDir).filter(
+      (m) => m.to.toLowerCase().includes(to.toLowerCase()) && m.text.includes(contains) && !seen.includes(m.file));
+    if (hits.length) return hits[hits.length - 1];
+    if (Date.now() > deadline) {
+      const all = readMails(mailDir).map((m) => `${m.file} to=${m.to} subject=${m.subject}`).join("\n");
+      throw new Error(`no mail to ${to} containing ${contains} within ${timeoutMs} ms; the folder has:\n${all}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** The `<base>/account/<action>#token=...` link of a mail's text. */
+export function mailLink(mail, base, action) {
+  const prefix = `${base}/account/${action}#token=`;
+  const i = mail.text.indexOf(prefix);
+  if (i < 0) throw new Error(`no ${action} link in mail ${mail.file}:\n${mail.text}`);
+  const m = /^[A-Za-z0-9_\-.~%=]+/.exec(mail.text.slice(i + prefix.length));
+  if (!m) throw new Error(`empty token in mail ${mail.file}`);
+  return prefix + m[0].replace(/\.+$/, ""); // not a sentence's full stop
+}
+
+/** The 6-digit sign-in code of a mail: the digits on a line of their own. */
+export function mailCode(mail) {
+  const m = /^[ \t]*([0-9]{6})[ \t]*\r?$/m.exec(mail.text);
+  if (!m) throw new Error(`no 6-digit code line in mail ${mail.file}:\n${mail.text}`);
+  return m[1];
 }

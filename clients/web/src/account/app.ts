@@ -1,4 +1,8 @@
-// The /account page. Built by esbuild into account/static/app.js.
+// The /account page. Built by esbuild into account/static/app.js, a classic script that
+// runs first in <head>: ./link (imported first, so evaluated first) removes a mail link's
+// token from the address bar at once; the rest waits for the document.
+import { mailLink } from "./link";
+import type { MailLink } from "./link";
 import { GatehouseClient, GatehouseError } from "../client";
 import type { LogoutReason, Session, User } from "../client";
 
@@ -10,13 +14,16 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
 
 const gh = new GatehouseClient();
 
-const status = $("status");
-const alertBox = $("alert");
-const loading = $("loading");
-const signin = $("signin");
-const account = $("account");
-const logoutBtn = $<HTMLButtonElement>("logout");
-const sessionsBody = $("sessions");
+// Elements, looked up once the document is parsed (main()).
+let status: HTMLElement;
+let alertBox: HTMLElement;
+let loading: HTMLElement;
+let signin: HTMLElement;
+let codeEntry: HTMLElement;
+let reset: HTMLElement;
+let account: HTMLElement;
+let logoutBtn: HTMLButtonElement;
+let sessionsBody: HTMLElement;
 
 function say(msg: string): void {
   alertBox.hidden = true;
@@ -30,11 +37,28 @@ function fail(msg: string): void {
   alertBox.hidden = false;
 }
 
-function describe(err: unknown): string {
+/** Messages for one action's error codes, overriding the general ones of describe(). */
+type Messages = Partial<Record<string, string>>;
+
+function describe(err: unknown, messages: Messages = {}): string {
   if (err instanceof GatehouseError) {
+    const specific = messages[err.code];
+    if (specific !== undefined) return specific;
     switch (err.code) {
       case "invalid_credentials":
         return "Wrong email or password.";
+      case "email_not_verified":
+        return "Your email address is not verified yet. Open the link in the verification email, or use \u201cEmail me a sign-in link\u201d.";
+      case "invalid_link":
+        return "This link is invalid: it has expired, was already used, or a newer email replaced it. Please ask for a new one.";
+      case "invalid_code":
+        return "That code is not right, or it has expired. Check the newest email and try again, or ask for a new code.";
+      case "already_verified":
+        return "Your email address is already verified.";
+      case "email_taken":
+        return "That email address belongs to another account.";
+      case "mfa_required":
+        return "This account is protected by a second factor, which this page cannot ask for yet.";
       case "rate_limited":
         return "Too many attempts. Please wait a moment and try again.";
       case "weak_password":
@@ -95,24 +119,28 @@ function cell(row: HTMLTableRowElement, ...content: (string | Node)[]): HTMLTabl
   return td;
 }
 
+/** Shows one of the main sections (or none while loading), hiding the others. */
+function showSection(section: HTMLElement | null): void {
+  for (const s of [loading, signin, codeEntry, reset, account]) s.hidden = s !== section;
+  logoutBtn.hidden = section !== account;
+}
+
 function showSignedOut(message: string): void {
-  loading.hidden = true;
-  account.hidden = true;
-  logoutBtn.hidden = true;
-  signin.hidden = false;
+  showSection(signin);
   sessionsBody.replaceChildren();
   if (message) say(message);
   $<HTMLInputElement>("email").focus();
 }
 
 function showUser(user: User): void {
-  loading.hidden = true;
-  signin.hidden = true;
-  account.hidden = false;
-  logoutBtn.hidden = false;
+  showSection(account);
   $("user-name").textContent = user.name || "—";
   $("user-email").textContent = user.email;
   $<HTMLInputElement>("password-username").value = user.email;
+  $<HTMLInputElement>("change-email-username").value = user.email;
+  // Only an explicit false shows the banner (a server without the field never does).
+  $("verify-banner").hidden = user.email_verified !== false;
+  $("verify-address").textContent = user.email;
   $("user-role").textContent = user.role;
   $("user-created").replaceChildren(time(user.created_at));
 }
@@ -155,14 +183,14 @@ function renderSessions(list: Session[]): void {
 }
 
 /** Runs an action with its button disabled; reports errors. Signed-out is handled by the logout event. */
-async function busy(btn: HTMLButtonElement | null, fn: () => Promise<void>): Promise<void> {
+async function busy(btn: HTMLButtonElement | null, fn: () => Promise<void>, messages: Messages = {}): Promise<void> {
   if (btn) btn.disabled = true;
   try {
     await fn();
   } catch (err) {
     // A 401 that signed us out is reported by the "logout" event; anything else is shown here.
-    const signedOut = err instanceof GatehouseError && err.status === 401 && err.code !== "invalid_credentials" && !gh.authenticated;
-    if (!signedOut) fail(describe(err));
+    const signedOut = err instanceof GatehouseError && err.status === 401 && err.code === "invalid_token" && !gh.authenticated;
+    if (!signedOut) fail(describe(err, messages));
   } finally {
     if (btn) btn.disabled = false;
   }
@@ -181,89 +209,303 @@ async function endSession(s: Session, btn: HTMLButtonElement): Promise<void> {
   });
 }
 
-gh.on("logout", ({ reason }) => showSignedOut(LOGOUT_MESSAGES[reason]));
-gh.on("login", ({ user }) => {
-  // Signed in here or in another tab.
-  showUser(user);
-  void busy(null, loadSessions);
-});
-
-$<HTMLFormElement>("signin-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const form = e.currentTarget as HTMLFormElement;
+/** The email typed into the sign-in form, or null (with a message) when there is none. */
+function typedEmail(hint: string): string | null {
   const email = $<HTMLInputElement>("email");
-  const password = $<HTMLInputElement>("password");
-  if (!email.value || !password.value) {
-    fail("Enter your email and password.");
-    (email.value ? password : email).focus();
-    return;
+  const value = email.value.trim();
+  if (!value) {
+    fail(hint);
+    email.focus();
+    return null;
   }
-  const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
-  void busy(submit, async () => {
-    say("Signing in…");
-    const user = await gh.login(email.value.trim(), password.value);
-    password.value = "";
-    say(`Signed in as ${user.email}.`);
-    $("account-title").focus();
-  });
-});
+  return value;
+}
 
-$<HTMLButtonElement>("reload-sessions").addEventListener("click", (e) =>
-  void busy(e.currentTarget as HTMLButtonElement, async () => {
-    await loadSessions();
-    say("Device list updated.");
-  }),
-);
+/** The address the code entry is for (the one the sign-in mail went to). */
+let codeEmail = "";
 
-$<HTMLButtonElement>("logout-others").addEventListener("click", (e) =>
-  void busy(e.currentTarget as HTMLButtonElement, async () => {
-    await gh.logout("others");
-    await loadSessions();
-    say("Signed out of all other devices.");
-  }),
-);
+async function sendMagicLink(email: string): Promise<void> {
+  await gh.requestMagicLink(email);
+  codeEmail = email;
+  $("code-sent").textContent =
+    `If ${email} has an account, we sent it an email with a sign-in link and a 6-digit code. Open the link, or enter the code here.`;
+  $<HTMLInputElement>("code").value = "";
+  showSection(codeEntry);
+  say("Email sent.");
+  $("code").focus();
+}
 
-$<HTMLButtonElement>("logout-global").addEventListener("click", (e) =>
-  void busy(e.currentTarget as HTMLButtonElement, async () => {
-    await gh.logout("global");
-    say("Signed out everywhere.");
-  }),
-);
-
-logoutBtn.addEventListener("click", () => void busy(logoutBtn, () => gh.logout("local")));
-
-$<HTMLFormElement>("password-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const form = e.currentTarget as HTMLFormElement;
-  const current = $<HTMLInputElement>("current-password");
-  const next = $<HTMLInputElement>("new-password");
-  const confirm = $<HTMLInputElement>("confirm-password");
-  if (!current.value || !next.value) {
-    fail("Enter your current and your new password.");
-    (current.value ? next : current).focus();
-    return;
-  }
-  if (next.value !== confirm.value) {
-    fail("The new passwords do not match.");
-    confirm.focus();
-    return;
-  }
-  const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
-  void busy(submit, async () => {
-    await gh.changePassword(current.value, next.value);
-    form.reset();
-    await loadSessions();
-    say("Password changed. Your other devices were signed out.");
-  });
-});
-
-// Resume an existing session silently (the refresh cookie is HttpOnly; only a refresh can tell).
-gh.resume().then(
-  (user) => {
-    if (!user) showSignedOut("");
-  },
-  () => {
+/** Once the user is known: the signed-in page, or the sign-in form. */
+async function resumeSession(): Promise<void> {
+  let user: User | null;
+  try {
+    user = await gh.resume();
+  } catch {
     showSignedOut("");
     fail("Cannot reach the server right now. You can still try to sign in.");
-  },
-);
+    return;
+  }
+  if (!user) showSignedOut("");
+}
+
+/** Handles a mail link: its token was taken from the address bar (./link) before anything else ran. */
+async function followLink(link: MailLink): Promise<void> {
+  if (!link.token) {
+    fail("This link is incomplete. Open it from the email again, or copy the whole link into the address bar.");
+    return resumeSession();
+  }
+  switch (link.action) {
+    case "verify-email":
+      say("Verifying your email address…");
+      try {
+        const user = await gh.verifyEmail(link.token);
+        say(`Email verified: ${user.email}.`);
+      } catch (err) {
+        fail(describe(err, { invalid_link: "This verification link is invalid: it has expired, was already used, or a newer email replaced it. Sign in to ask for a new one." }));
+      }
+      return resumeSession();
+    case "change-email":
+      say("Confirming your new email address…");
+      try {
+        const user = await gh.confirmEmailChange(link.token);
+        say(`Email changed to ${user.email}.`);
+      } catch (err) {
+        fail(describe(err, { invalid_link: "This confirmation link is invalid: it has expired, was already used, or a newer request replaced it. Change the address again from your account." }));
+      }
+      return resumeSession();
+    case "magic-link":
+      say("Signing in…");
+      try {
+        const user = await gh.verifyMagicLink({ token: link.token });
+        say(`Signed in as ${user.email}.`);
+        $("account-title").focus();
+        return;
+      } catch (err) {
+        fail(describe(err, { invalid_link: "This sign-in link is invalid: it has expired, was already used, or a newer email replaced it. Ask for a new one below." }));
+      }
+      return resumeSession();
+    case "reset-password":
+      resetToken = link.token;
+      say("");
+      showSection(reset);
+      $("reset-password").focus();
+      return;
+  }
+}
+
+/** The token of the reset link being used, in memory only. */
+let resetToken = "";
+
+function main(): void {
+  status = $("status");
+  alertBox = $("alert");
+  loading = $("loading");
+  signin = $("signin");
+  codeEntry = $("code-entry");
+  reset = $("reset");
+  account = $("account");
+  logoutBtn = $<HTMLButtonElement>("logout");
+  sessionsBody = $("sessions");
+
+  gh.on("logout", ({ reason }) => showSignedOut(LOGOUT_MESSAGES[reason]));
+  gh.on("login", ({ user }) => {
+    // Signed in here or in another tab.
+    showUser(user);
+    void busy(null, loadSessions);
+  });
+
+  $<HTMLFormElement>("signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const email = $<HTMLInputElement>("email");
+    const password = $<HTMLInputElement>("password");
+    if (!email.value || !password.value) {
+      fail("Enter your email and password.");
+      (email.value ? password : email).focus();
+      return;
+    }
+    const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      say("Signing in…");
+      const user = await gh.login(email.value.trim(), password.value);
+      password.value = "";
+      say(`Signed in as ${user.email}.`);
+      $("account-title").focus();
+    });
+  });
+
+  $<HTMLButtonElement>("forgot").addEventListener("click", (e) => {
+    const email = typedEmail("Enter your email address, then choose \u201cForgot password?\u201d.");
+    if (email === null) return;
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      await gh.forgotPassword(email);
+      say(`If ${email} has an account, we sent it an email with a link to choose a new password. The link works for one hour.`);
+    });
+  });
+
+  $<HTMLButtonElement>("magic").addEventListener("click", (e) => {
+    const email = typedEmail("Enter your email address, then choose \u201cEmail me a sign-in link\u201d.");
+    if (email === null) return;
+    void busy(e.currentTarget as HTMLButtonElement, () => sendMagicLink(email));
+  });
+
+  $<HTMLFormElement>("code-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const input = $<HTMLInputElement>("code");
+    const code = input.value.replace(/\s+/g, "");
+    if (!/^[0-9]{6}$/.test(code)) {
+      fail("Enter the 6-digit code from the email.");
+      input.focus();
+      return;
+    }
+    const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      say("Signing in…");
+      const user = await gh.verifyMagicLink({ email: codeEmail, code });
+      input.value = "";
+      say(`Signed in as ${user.email}.`);
+      $("account-title").focus();
+    });
+  });
+
+  $<HTMLButtonElement>("code-resend").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, () => sendMagicLink(codeEmail)),
+  );
+
+  $<HTMLButtonElement>("code-back").addEventListener("click", () => {
+    showSignedOut("");
+    say("");
+    $<HTMLInputElement>("password").focus();
+  });
+
+  $<HTMLFormElement>("reset-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const next = $<HTMLInputElement>("reset-password");
+    const confirm = $<HTMLInputElement>("reset-confirm");
+    if (!next.value) {
+      fail("Enter a new password.");
+      next.focus();
+      return;
+    }
+    if (next.value !== confirm.value) {
+      fail("The new passwords do not match.");
+      confirm.focus();
+      return;
+    }
+    const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      try {
+        await gh.resetPassword(resetToken, next.value);
+      } catch (err) {
+        if (err instanceof GatehouseError && err.code === "invalid_link") {
+          // The link is dead: nothing left to do on this form.
+          resetToken = "";
+          form.reset();
+          showSignedOut("");
+          fail("This password reset link is invalid: it has expired, was already used, or a newer email replaced it. Enter your email and choose \u201cForgot password?\u201d for a new one.");
+          return;
+        }
+        throw err;
+      }
+      resetToken = "";
+      form.reset();
+      showSignedOut("Your password was changed, and every device was signed out. Sign in with your new password.");
+    });
+  });
+
+  $<HTMLButtonElement>("resend-verification").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      try {
+        await gh.sendVerificationEmail();
+      } catch (err) {
+        if (err instanceof GatehouseError && err.code === "already_verified") {
+          $("verify-banner").hidden = true;
+          say("Your email address is already verified.");
+          return;
+        }
+        throw err;
+      }
+      say(`We sent a new verification link to ${gh.user?.email ?? "your address"}. It works for 24 hours.`);
+    }),
+  );
+
+  $<HTMLButtonElement>("reload-sessions").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      await loadSessions();
+      say("Device list updated.");
+    }),
+  );
+
+  $<HTMLButtonElement>("logout-others").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      await gh.logout("others");
+      await loadSessions();
+      say("Signed out of all other devices.");
+    }),
+  );
+
+  $<HTMLButtonElement>("logout-global").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      await gh.logout("global");
+      say("Signed out everywhere.");
+    }),
+  );
+
+  logoutBtn.addEventListener("click", () => void busy(logoutBtn, () => gh.logout("local")));
+
+  $<HTMLFormElement>("password-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const current = $<HTMLInputElement>("current-password");
+    const next = $<HTMLInputElement>("new-password");
+    const confirm = $<HTMLInputElement>("confirm-password");
+    if (!current.value || !next.value) {
+      fail("Enter your current and your new password.");
+      (current.value ? next : current).focus();
+      return;
+    }
+    if (next.value !== confirm.value) {
+      fail("The new passwords do not match.");
+      confirm.focus();
+      return;
+    }
+    const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      await gh.changePassword(current.value, next.value);
+      form.reset();
+      await loadSessions();
+      say("Password changed. Your other devices were signed out.");
+    }, { invalid_credentials: "Your current password is not correct." });
+  });
+
+  $<HTMLFormElement>("change-email-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const email = $<HTMLInputElement>("new-email");
+    const password = $<HTMLInputElement>("change-email-password");
+    const newEmail = email.value.trim();
+    if (!newEmail || !password.value) {
+      fail("Enter the new email address and your password.");
+      (newEmail ? password : email).focus();
+      return;
+    }
+    const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      await gh.changeEmail(newEmail, password.value);
+      form.reset();
+      say(`We sent a link to ${newEmail}. Your address changes when you open it (within one hour).`);
+    }, { invalid_credentials: "Your password is not correct." });
+  });
+
+  if (mailLink) {
+    void followLink(mailLink);
+  } else {
+    // Resume an existing session silently (the refresh cookie is HttpOnly; only a refresh can tell).
+    void resumeSession();
+  }
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", main, { once: true });
+else main();
