@@ -27,6 +27,8 @@ const (
 	PurposeSeal    = "gatehouse signing-key seal v1"
 	// PurposeSecrets keys the MACs of one-time secrets (mail links and codes).
 	PurposeSecrets = "gatehouse one-time secret mac v1"
+	// PurposeMail seals queued mail, whose bodies carry live tokens.
+	PurposeMail = "gatehouse mail seal v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master

@@ -22,6 +22,10 @@ type Metrics struct {
 	refreshes   *prometheus.CounterVec
 	reuse       prometheus.Counter
 	revocations *prometheus.CounterVec
+	mailSent    prometheus.Counter
+	mailFailed  prometheus.Counter
+	mailGaveUp  prometheus.Counter
+	mailPending prometheus.Gauge
 }
 
 // HashStats reports the password hasher's queue (password.Hasher.Stats).
@@ -51,8 +55,21 @@ func New(hash HashStats) *Metrics {
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_revocations_total", Help: "Revocations by reason (sessions, or user-wide cutoffs).",
 		}, []string{"reason"}),
+		mailSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_mail_sent_total", Help: "Mail messages delivered to the sender (SMTP server or mail folder).",
+		}),
+		mailFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_mail_send_failures_total", Help: "Failed mail delivery attempts (each is retried until the give-up bound).",
+		}),
+		mailGaveUp: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_mail_given_up_total", Help: "Mail messages dropped after too many failed attempts or too long in the queue.",
+		}),
+		mailPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_mail_pending", Help: "Mail messages in the outbox, as last counted by this instance.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.logins, m.refreshes, m.reuse, m.revocations,
+		m.mailSent, m.mailFailed, m.mailGaveUp, m.mailPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if hash != nil {
 		reg.MustRegister(
@@ -117,3 +134,17 @@ func (m *Metrics) Refresh(result string) {
 func (m *Metrics) Revoked(reason string, n int) {
 	m.revocations.WithLabelValues(reason).Add(float64(n))
 }
+
+// MailSent implements mail.Observer.
+func (m *Metrics) MailSent() { m.mailSent.Inc() }
+
+// MailFailed implements mail.Observer: one failed delivery attempt.
+func (m *Metrics) MailFailed() { m.mailFailed.Inc() }
+
+// MailGaveUp implements mail.Observer: a message dropped undelivered.
+func (m *Metrics) MailGaveUp() { m.mailGaveUp.Inc() }
+
+// MailPending implements mail.Observer: the outbox size, refreshed
+// periodically by the mail worker rather than counted on every scrape, so
+// scrapes never query the database.
+func (m *Metrics) MailPending(n int) { m.mailPending.Set(float64(n)) }

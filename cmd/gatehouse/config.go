@@ -52,6 +52,12 @@ type config struct {
 	MagicLinkSignup      bool
 	RateMail             string
 	RateMailIP           string
+	// Mail (mail.go): SMTP when SMTPURL is set, else .eml files in MailDir.
+	SMTPURL       string
+	MailFrom      string
+	MailDir       string
+	MailTemplates string
+	ProductName   string
 
 	// noSecrets: the command touches no secret (migrate, user create), so
 	// on PostgreSQL no master key is needed.
@@ -154,6 +160,19 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		"metrics-addr": func() {
 			fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this HOST:PORT instead of the public address, e.g. 127.0.0.1:9090")
 		},
+		"smtp-url": func() {
+			fs.StringVar(&c.SMTPURL, "smtp-url", "", "smtp://[user:pass@]host:port (STARTTLS) or smtps://... (implicit TLS); empty writes mail as .eml files to --mail-dir")
+		},
+		"mail-from": func() {
+			fs.StringVar(&c.MailFrom, "mail-from", "", `sender of mail, e.g. "Example <noreply@example.com>" (required with --smtp-url)`)
+		},
+		"mail-dir": func() {
+			fs.StringVar(&c.MailDir, "mail-dir", "", "folder for .eml files when there is no --smtp-url (default: gatehouse-mail beside the SQLite file, or in the working directory)")
+		},
+		"mail-templates": func() {
+			fs.StringVar(&c.MailTemplates, "mail-templates", "", "folder of mail templates overriding the built-in ones by file name")
+		},
+		"product-name": func() { fs.StringVar(&c.ProductName, "product-name", "Gatehouse", "product name used in mail") },
 		"max-connections": func() {
 			fs.IntVar(&c.MaxConns, "max-connections", 1024, "connections open at once; more wait until one closes")
 		},

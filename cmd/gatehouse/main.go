@@ -1,5 +1,6 @@
 // Command gatehouse is the Gatehouse authentication server and its
-// operator tools: serve, migrate, user create, keys rotate, version.
+// operator tools: serve, migrate, user create, keys rotate, mail test,
+// version.
 package main
 
 import (
@@ -37,7 +38,7 @@ func main() {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-const usage = "usage: gatehouse serve|migrate|user create|keys rotate|version [flags]"
+const usage = "usage: gatehouse serve|migrate|user create|keys rotate|mail test|version [flags]"
 
 // helpText answers `gatehouse help`, `--help` and `-h`.
 const helpText = `usage: gatehouse <command> [flags]
@@ -47,6 +48,7 @@ Commands:
   migrate       apply database migrations and exit
   user create   create a user (the password is read from stdin)
   keys rotate   make a new signing key
+  mail test     send a test message with the configured mailer
   version       print the version
 
 Run "gatehouse <command> --help" for the flags of a command. Every flag is
@@ -73,6 +75,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return errors.New("usage: gatehouse keys rotate [--database ...]")
 		}
 		return keysRotate(ctx, args[2:], getenv, stdout)
+	case "mail":
+		if len(args) < 2 || args[1] != "test" {
+			return errors.New("usage: gatehouse mail test --to ADDRESS [--smtp-url ... --mail-from ...]")
+		}
+		return mailTest(ctx, args[2:], getenv, stdout)
 	case "help", "--help", "-help", "-h":
 		return &helpRequest{text: helpText}
 	case "version", "--version", "-version":

@@ -32,6 +32,7 @@ var serveFlags = []string{
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
 	"session-retention", "max-connections", "metrics-addr",
 	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
+	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name",
 }
 
 // maxHeaderBytes makes net/http refuse (431) a request line and header
@@ -89,6 +90,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	level, _ := parseLevel(c.LogLevel)
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
+	m := metrics.New(hasher.Stats)
+	outbox, mailWorker, err := newMailer(&c, b.store, b.master, logger, m)
+	if err != nil {
+		return err
+	}
 	tcp, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
@@ -102,9 +111,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		defer metricsLn.Close()
 	}
-
-	level, _ := parseLevel(c.LogLevel)
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	redisState := "off"
 	var bus revoke.Bus
@@ -138,8 +144,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if rdb != nil {
 		redisLimiter = ratelimit.NewRedis(rdb, "gatehouse:rl:", mem, logger)
 	}
-	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
-	m := metrics.New(hasher.Stats)
 	svc := auth.New(auth.Config{
 		Issuer: c.Issuer, Audience: c.Audience,
 		AccessTTL: c.AccessTTL, IdleTTL: c.RefreshIdleTTL, MaxAge: c.SessionMaxAge,
@@ -150,10 +154,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}, auth.Deps{
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
-		Secrets: b.store, Emails: b.store, SecretCodec: secrets,
+		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailQueue{outbox},
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
+	background.Go(func() { mailWorker.Run(runCtx) })
 	ready := func(ctx context.Context) error {
 		var problems []string
 		if err := b.store.Ping(ctx); err != nil {

@@ -1,0 +1,349 @@
+package mail
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gatehouse/gatehouse"
+)
+
+// Observer counts what the worker does (metrics.Metrics implements it).
+type Observer interface {
+	MailSent()
+	MailFailed() // one failed attempt, to be retried or given up
+	MailGaveUp() // a message dropped undelivered
+	MailPending(n int)
+}
+
+// Config configures an Outbox and its Worker. Zero durations take the
+// defaults in parentheses.
+type Config struct {
+	Store  gatehouse.MailOutbox
+	Sender Sender
+	// Renderer, when set, lets Outbox.EnqueueTemplate render and queue in
+	// one call.
+	Renderer *Renderer
+	// Key seals queued messages: 32 bytes, from
+	// masterkey.Derive(master, masterkey.PurposeMail).
+	Key      []byte
+	Logger   *slog.Logger // nil discards
+	Observer Observer     // nil counts nothing
+
+	Lease        time.Duration // how long a claim holds a message (2 min)
+	Poll         time.Duration // how often to look for due mail (1 s)
+	SendTimeout  time.Duration // one delivery attempt (30 s); well under Lease
+	MinBackoff   time.Duration // first retry delay (5 s), doubling...
+	MaxBackoff   time.Duration // ...up to this (30 min)
+	MaxAttempts  int           // give up after this many failed attempts (12)
+	MaxAge       time.Duration // or once a message is this old (24 h)
+	PendingEvery time.Duration // how often to recount the outbox (15 s)
+	Batch        int           // messages claimed at once (10)
+	Now          func() time.Time
+}
+
+// New returns the outbox that requests enqueue into and the worker that
+// sends, connected so that an enqueue wakes the local worker at once.
+func New(c Config) (*Outbox, *Worker, error) {
+	if c.Store == nil || c.Sender == nil {
+		return nil, nil, errors.New("mail: store and sender are required")
+	}
+	aead, err := newAEAD(c.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Lease, 2*time.Minute)
+	def(&c.Poll, time.Second)
+	def(&c.SendTimeout, 30*time.Second)
+	def(&c.MinBackoff, 5*time.Second)
+	def(&c.MaxBackoff, 30*time.Minute)
+	def(&c.MaxAge, 24*time.Hour)
+	def(&c.PendingEvery, 15*time.Second)
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 12
+	}
+	if c.Batch <= 0 {
+		c.Batch = 10
+	}
+	if c.SendTimeout >= c.Lease/2 {
+		// A send that outlives its lease could be claimed and sent again
+		// by another instance while the first is still talking.
+		return nil, nil, fmt.Errorf("mail: send timeout %v must be under half the lease %v", c.SendTimeout, c.Lease)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.Now == nil {
+		c.Now = func() time.Time { return time.Now().UTC() }
+	}
+	wake := make(chan struct{}, 1)
+	return &Outbox{store: c.Store, renderer: c.Renderer, aead: aead, now: c.Now, wake: wake},
+		&Worker{c: c, aead: aead, wake: wake}, nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) MailSent()       {}
+func (nopObserver) MailFailed()     {}
+func (nopObserver) MailGaveUp()     {}
+func (nopObserver) MailPending(int) {}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("mail: sealing key must be 32 bytes, got %d", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("mail: sealing key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("mail: sealing key: %w", err)
+	}
+	return aead, nil
+}
+
+// sealVersion leads every sealed blob, so the format can change later.
+const sealVersion = 1
+
+// seal encrypts m with a random nonce, bound to the message id (AAD) so a
+// blob moved to another row does not open.
+func seal(aead cipher.AEAD, id string, m Message) ([]byte, error) {
+	plain, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode mail: %w", err)
+	}
+	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
+	out[0] = sealVersion
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, fmt.Errorf("seal mail: %w", err)
+	}
+	return aead.Seal(out, out[1:], plain, []byte(id)), nil
+}
+
+func unseal(aead cipher.AEAD, id string, blob []byte) (Message, error) {
+	n := aead.NonceSize()
+	if len(blob) < 1+n || blob[0] != sealVersion {
+		return Message{}, errors.New("sealed mail has an unknown format")
+	}
+	plain, err := aead.Open(nil, blob[1:1+n], blob[1+n:], []byte(id))
+	if err != nil {
+		return Message{}, errors.New("sealed mail does not open (another master key, or tampered)")
+	}
+	var m Message
+	if err := json.Unmarshal(plain, &m); err != nil {
+		return Message{}, fmt.Errorf("decode sealed mail: %w", err)
+	}
+	return m, nil
+}
+
+// Outbox queues messages. Enqueue only writes to the store: sending happens
+// in the Worker, so a slow or dead mail server never slows a request.
+type Outbox struct {
+	store    gatehouse.MailOutbox
+	renderer *Renderer
+	aead     cipher.AEAD
+	now      func() time.Time
+	wake     chan struct{}
+}
+
+// Enqueue validates and seals m, stores it due now, and wakes the local
+// worker. It returns the error of an invalid message or of the store.
+func (o *Outbox) Enqueue(ctx context.Context, m Message) error {
+	if err := m.validate(); err != nil {
+		return err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("mail id: %w", err)
+	}
+	sealed, err := seal(o.aead, id.String(), m)
+	if err != nil {
+		return err
+	}
+	now := o.now()
+	if err := o.store.EnqueueMail(ctx, gatehouse.OutboxMessage{
+		ID: id.String(), Sealed: sealed, CreatedAt: now, NextAttemptAt: now,
+	}); err != nil {
+		return fmt.Errorf("queue mail: %w", err)
+	}
+	select {
+	case o.wake <- struct{}{}:
+	default: // a wake is already pending
+	}
+	return nil
+}
+
+// EnqueueTemplate renders template t for recipient to with the configured
+// Renderer and enqueues the result.
+func (o *Outbox) EnqueueTemplate(ctx context.Context, t Template, to string, d Data) error {
+	if o.renderer == nil {
+		return errors.New("mail: no renderer configured")
+	}
+	m, err := o.renderer.Render(t, to, d)
+	if err != nil {
+		return err
+	}
+	return o.Enqueue(ctx, m)
+}
+
+// Renderer is the configured renderer (nil when none).
+func (o *Outbox) Renderer() *Renderer { return o.renderer }
+
+// Worker sends queued mail. Run one per instance; several instances (or
+// workers) sharing a store never send a message at the same time, because
+// each message is claimed with a lease.
+type Worker struct {
+	c    Config
+	aead cipher.AEAD
+	wake chan struct{}
+}
+
+// Run sends due mail until ctx ends. It logs the sender once at start
+// (naming the folder for the file outbox).
+func (w *Worker) Run(ctx context.Context) {
+	log := w.c.Logger
+	switch s := w.c.Sender.(type) {
+	case *FileSender:
+		log.Info("mail is written to files, not sent (no --smtp-url)", "mail_dir", s.Dir())
+	case fmt.Stringer:
+		log.Info("mail is sent through SMTP", "server", s.String())
+	}
+	poll := time.NewTicker(w.c.Poll)
+	defer poll.Stop()
+	var nextCount time.Time
+	storeDown := false
+	for {
+		now := w.c.Now()
+		if !now.Before(nextCount) {
+			nextCount = now.Add(w.c.PendingEvery)
+			if n, err := w.c.Store.PendingMail(ctx); err == nil {
+				w.c.Observer.MailPending(n)
+			}
+		}
+		more, err := w.RunOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !storeDown:
+			// Once per outage, not once per poll.
+			storeDown = true
+			log.Warn("mail outbox unavailable; will keep trying", "err", err)
+		case err == nil && storeDown:
+			storeDown = false
+			log.Info("mail outbox available again")
+		}
+		if more && err == nil {
+			continue // a full batch: there may be more due now
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		case <-w.wake:
+		}
+	}
+}
+
+// RunOnce claims one batch of due messages and tries each. more reports a
+// full batch (more may be due). The error is the store's claim error.
+func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
+	claimedAt := w.c.Now()
+	batch, err := w.c.Store.ClaimMail(ctx, claimedAt, w.c.Lease, w.c.Batch)
+	if err != nil {
+		return false, fmt.Errorf("claim mail: %w", err)
+	}
+	leaseEnd := claimedAt.Add(w.c.Lease)
+	for _, om := range batch {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		// Never start a send that could outlive the claim: another
+		// instance may take the message once the lease ends. Leaving it
+		// unsent costs a delay, sending it twice would not be undone.
+		if w.c.Now().Add(w.c.SendTimeout + time.Second).After(leaseEnd) {
+			return false, nil
+		}
+		w.deliver(ctx, om)
+	}
+	return len(batch) == w.c.Batch, nil
+}
+
+// deliver makes one attempt at om and records the outcome in the store.
+func (w *Worker) deliver(ctx context.Context, om gatehouse.OutboxMessage) {
+	log := w.c.Logger.With("mail_id", om.ID)
+	m, err := unseal(w.aead, om.ID, om.Sealed)
+	if err != nil {
+		// It will never open: retrying only delays the same answer.
+		w.giveUp(ctx, om, "", err)
+		return
+	}
+	log = log.With("recipient_domain", recipientDomain(m.To))
+	sctx, cancel := context.WithTimeout(ctx, w.c.SendTimeout)
+	err = w.c.Sender.Send(sctx, m)
+	cancel()
+	if err == nil {
+		w.c.Observer.MailSent()
+		if derr := w.c.Store.DeleteMail(context.WithoutCancel(ctx), om.ID); derr != nil {
+			// The lease runs out and it is sent again: at least once.
+			log.Warn("mail sent but not removed from the outbox; it may be sent again", "err", derr)
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down mid-send: not the message's fault, so no failed
+		// attempt is counted; the lease hands it to the next worker.
+		return
+	}
+	w.c.Observer.MailFailed()
+	failed := om.Attempts + 1
+	now := w.c.Now()
+	if failed >= w.c.MaxAttempts || now.Sub(om.CreatedAt) >= w.c.MaxAge || errors.Is(err, ErrInvalidMessage) {
+		w.giveUp(ctx, om, m.To, err)
+		return
+	}
+	next := now.Add(w.backoff(failed))
+	log.Warn("mail not sent; will retry", "attempt", failed, "retry_at", next, "err", err)
+	if rerr := w.c.Store.RetryMail(context.WithoutCancel(ctx), om.ID, next); rerr != nil && !errors.Is(rerr, gatehouse.ErrNotFound) {
+		log.Warn("mail retry not recorded; it is tried again when its lease ends", "err", rerr)
+	}
+}
+
+func (w *Worker) giveUp(ctx context.Context, om gatehouse.OutboxMessage, to string, cause error) {
+	w.c.Observer.MailGaveUp()
+	attrs := []any{"mail_id", om.ID, "attempts", om.Attempts + 1, "queued_at", om.CreatedAt, "err", cause}
+	if to != "" {
+		attrs = append(attrs, "recipient_domain", recipientDomain(to))
+	}
+	w.c.Logger.Error("mail given up, not delivered", attrs...)
+	if err := w.c.Store.DeleteMail(context.WithoutCancel(ctx), om.ID); err != nil {
+		w.c.Logger.Warn("mail given up but not removed from the outbox", "mail_id", om.ID, "err", err)
+	}
+}
+
+// backoff is the delay after the n-th failed attempt: MinBackoff doubling
+// to MaxBackoff, each within ±20% so that messages failed together (a
+// server outage) do not all come back at the same instant.
+func (w *Worker) backoff(n int) time.Duration {
+	d := w.c.MinBackoff
+	for i := 1; i < n && d < w.c.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, w.c.MaxBackoff)
+	return time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
+}
