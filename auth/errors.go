@@ -23,6 +23,9 @@ var (
 	ErrInvalidCode      = errors.New("invalid or expired code")
 	ErrEmailNotVerified = errors.New("email not verified")
 	ErrAlreadyVerified  = errors.New("email already verified")
+	// ErrNotConfigured: the feature is switched off on this server (mail
+	// with --no-mail).
+	ErrNotConfigured = errors.New("not configured")
 )
 
 // WeakPasswordError says which password field holds a too-common password.

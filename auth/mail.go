@@ -130,6 +130,9 @@ func (s *Service) sendVerification(ctx context.Context, u gatehouse.User) {
 
 // ResendVerification mails the caller a new verification link.
 func (s *Service) ResendVerification(ctx context.Context, p Principal, c Client) error {
+	if s.Mailer == nil {
+		return ErrNotConfigured
+	}
 	u, err := s.Store.UserByID(ctx, p.UserID)
 	if err != nil {
 		return fmt.Errorf("resend verification: %w", err)
@@ -172,6 +175,9 @@ func (s *Service) markVerified(ctx context.Context, userID, email string) (gateh
 // answer is the same for any address: the limits are keyed alike, and the
 // lookup and mail happen after the answer.
 func (s *Service) ForgotPassword(ctx context.Context, email string, c Client) error {
+	if s.Mailer == nil {
+		return ErrNotConfigured
+	}
 	if err := s.limitMail(ctx, email, c.IP); err != nil {
 		return err
 	}
@@ -269,6 +275,9 @@ func emailSubject(email string) string { return "email:" + gatehouse.EmailKey(em
 // MagicLink mails a sign-in link and code to an existing, enabled account,
 // or to any valid address with MagicLinkSignup. Same answer for any address.
 func (s *Service) MagicLink(ctx context.Context, email string, c Client) error {
+	if s.Mailer == nil {
+		return ErrNotConfigured
+	}
 	if err := s.limitMail(ctx, email, c.IP); err != nil {
 		return err
 	}
@@ -414,6 +423,9 @@ func (s *Service) magicLinkUser(ctx context.Context, sec gatehouse.OneTimeSecret
 // RequestEmailChange mails a confirmation link to the new address and a
 // notice to the current one, after checking the current password.
 func (s *Service) RequestEmailChange(ctx context.Context, p Principal, newEmail, current string, c Client) error {
+	if s.Mailer == nil {
+		return ErrNotConfigured
+	}
 	var fields []FieldError
 	if msg := checkEmail(newEmail); msg != "" {
 		fields = append(fields, FieldError{Field: "new_email", Message: msg})

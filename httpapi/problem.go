@@ -65,6 +65,7 @@ var titles = map[string]string{
 	"invalid_code":           "Invalid code",
 	"email_not_verified":     "Email not verified",
 	"already_verified":       "Email already verified",
+	"not_configured":         "Not configured",
 }
 
 // writeError is the one place where errors become HTTP responses. Details
@@ -108,6 +109,8 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		p.Status, p.Code, p.Detail = http.StatusForbidden, "email_not_verified", "Verify your email address before signing in."
 	case errors.Is(err, auth.ErrAlreadyVerified):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "already_verified", "This email address is already verified."
+	case errors.Is(err, auth.ErrNotConfigured):
+		p.Status, p.Code, p.Detail = http.StatusNotFound, "not_configured", "This feature is not configured on this server."
 	case errors.Is(err, auth.ErrForbidden):
 		p.Status, p.Code, p.Detail = http.StatusForbidden, "forbidden", "You do not have access to this resource."
 	case errors.Is(err, gatehouse.ErrNotFound):

@@ -38,6 +38,7 @@ type config struct {
 	MasterKeyFile  string
 	FailOpen       bool
 	NoMigrate      bool
+	NoMail         bool
 	HashWorkers    int
 	HashQueue      int
 	ShutdownGrace  time.Duration
@@ -129,6 +130,9 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 			fs.BoolVar(&c.FailOpen, "fail-open", false, "serve protected endpoints even when revocation state cannot be checked")
 		},
 		"no-migrate": func() { fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply database migrations on start") },
+		"no-mail": func() {
+			fs.BoolVar(&c.NoMail, "no-mail", false, "send no mail: the mail endpoints answer 404 not_configured and sign-up sends no verification")
+		},
 		"hash-workers": func() {
 			fs.IntVar(&c.HashWorkers, "hash-workers", 0, "password hashes computed at once (default: number of CPUs)")
 		},

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/account"
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/httpapi"
+	"github.com/gatehouse/gatehouse/mail"
 	"github.com/gatehouse/gatehouse/masterkey"
 	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/password"
@@ -32,7 +33,7 @@ var serveFlags = []string{
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
 	"session-retention", "max-connections", "metrics-addr",
 	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
-	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name",
+	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name", "no-mail",
 }
 
 // maxHeaderBytes makes net/http refuse (431) a request line and header
@@ -94,9 +95,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
 	m := metrics.New(hasher.Stats)
-	outbox, mailWorker, err := newMailer(&c, b.store, b.master, logger, m)
-	if err != nil {
-		return err
+	var mailer auth.Mailer
+	var mailWorker *mail.Worker
+	if !c.NoMail {
+		outbox, worker, err := newMailer(&c, b.store, b.master, logger, m)
+		if err != nil {
+			return err
+		}
+		mailer, mailWorker = mailQueue{outbox}, worker
 	}
 	tcp, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -154,11 +160,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}, auth.Deps{
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
-		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailQueue{outbox},
+		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailer,
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
-	background.Go(func() { mailWorker.Run(runCtx) })
+	if mailWorker != nil {
+		background.Go(func() { mailWorker.Run(runCtx) })
+	}
 	ready := func(ctx context.Context) error {
 		var problems []string
 		if err := b.store.Ping(ctx); err != nil {
