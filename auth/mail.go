@@ -340,16 +340,8 @@ func (s *Service) MagicLinkSignIn(ctx context.Context, in MagicLinkInput, c Clie
 	if err != nil {
 		return Grant{}, err
 	}
-	wasVerified := u.EmailVerified
 	if u, err = s.markVerified(ctx, u.ID, sec.Data); err != nil {
 		return Grant{}, err
-	}
-	if !wasVerified {
-		// The address is proved for the first time: whoever signed up
-		// with it before (perhaps not its owner) loses their sessions.
-		if err := s.revokeUserSessions(ctx, u.ID, "", ReasonEmailProof, s.now()); err != nil {
-			return Grant{}, err
-		}
 	}
 	return s.startSession(ctx, u, c, []string{MethodEmail}, nil)
 }

@@ -35,7 +35,6 @@ const (
 	ReasonAdmin          = "admin"
 	ReasonDisabled       = "disabled"
 	ReasonPasswordReset  = "password_reset"
-	ReasonEmailProof     = "email_proof"
 )
 
 // Authentication methods recorded on sessions and in the amr claim

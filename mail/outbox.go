@@ -263,14 +263,23 @@ func (w *Worker) Run(ctx context.Context) {
 // RunOnce claims one batch of due messages and tries each. more reports a
 // full batch (more may be due). The error is the store's claim error.
 func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
+	if ctx.Err() != nil {
+		return false, nil
+	}
 	claimedAt := w.c.Now()
-	batch, err := w.c.Store.ClaimMail(ctx, claimedAt, w.c.Lease, w.c.Batch)
+	// The claim is not tied to ctx: a claim committed by the database but
+	// reported as canceled (shutdown racing the query) would hold its
+	// messages for a whole lease with no one to send them.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.c.SendTimeout)
+	batch, err := w.c.Store.ClaimMail(cctx, claimedAt, w.c.Lease, w.c.Batch)
+	cancel()
 	if err != nil {
 		return false, fmt.Errorf("claim mail: %w", err)
 	}
 	leaseEnd := claimedAt.Add(w.c.Lease)
-	for _, om := range batch {
+	for i, om := range batch {
 		if ctx.Err() != nil {
+			w.release(ctx, batch[i:])
 			return false, nil
 		}
 		// Never start a send that could outlive the claim: another
@@ -306,8 +315,10 @@ func (w *Worker) deliver(ctx context.Context, om gatehouse.OutboxMessage) {
 		return
 	}
 	if ctx.Err() != nil {
-		// Shutting down mid-send: not the message's fault, so no failed
-		// attempt is counted; the lease hands it to the next worker.
+		// Shutting down mid-send: hand the message back at once rather
+		// than leaving it to the lease (minutes), so a restart or another
+		// instance sends it right away.
+		w.release(ctx, []gatehouse.OutboxMessage{om})
 		return
 	}
 	w.c.Observer.MailFailed()
@@ -321,6 +332,19 @@ func (w *Worker) deliver(ctx context.Context, om gatehouse.OutboxMessage) {
 	log.Warn("mail not sent; will retry", "attempt", failed, "retry_at", next, "err", err)
 	if rerr := w.c.Store.RetryMail(context.WithoutCancel(ctx), om.ID, next); rerr != nil && !errors.Is(rerr, gatehouse.ErrNotFound) {
 		log.Warn("mail retry not recorded; it is tried again when its lease ends", "err", rerr)
+	}
+}
+
+// release hands claimed messages back, due now, when shutting down. The
+// store counts it as an attempt, which only brings the give-up bound
+// closer by one per interrupted shutdown.
+func (w *Worker) release(ctx context.Context, batch []gatehouse.OutboxMessage) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	for _, om := range batch {
+		if err := w.c.Store.RetryMail(ctx, om.ID, w.c.Now()); err != nil && !errors.Is(err, gatehouse.ErrNotFound) {
+			w.c.Logger.Warn("mail not handed back on shutdown; it is sent when its lease ends", "mail_id", om.ID, "err", err)
+		}
 	}
 }
 

@@ -481,3 +481,38 @@ func TestEnqueueWakesWorker(t *testing.T) {
 		t.Fatal("enqueue did not wake the worker")
 	}
 }
+
+// TestWorkerHandsBackOnShutdown: a send cut off by shutdown leaves the
+// message claimable at once, not only when its lease (minutes) ends, so a
+// restarted or another instance sends it right away.
+func TestWorkerHandsBackOnShutdown(t *testing.T) {
+	store := newFakeOutbox()
+	started := make(chan struct{}, 1)
+	c := fastConfig(t, store, SenderFunc(func(ctx context.Context, _ Message) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	c.Lease = time.Hour
+	c.SendTimeout = time.Minute
+	out, w, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	<-started
+	cancel()
+	<-done
+	claimed, err := store.ClaimMail(context.Background(), time.Now().UTC(), time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 1 {
+		t.Fatalf("after a shutdown mid-send %d messages are claimable, want the 1 that was being sent", len(claimed))
+	}
+}
