@@ -384,3 +384,34 @@ func TestMailedLinksExpire(t *testing.T) {
 		t.Fatalf("reset link after an hour: %v, want ErrInvalidLink", err)
 	}
 }
+
+func TestEveryMailedSecretExpires(t *testing.T) {
+	m := newMailService(t, nil)
+	ctx := context.Background()
+	g := signup(t, m.svc, "ada@example.com")
+	verify := linkToken(t, m.mail.last(t, "ada@example.com", auth.TemplateVerifyEmail).Link, "verify-email")
+	_ = m.svc.MagicLink(ctx, "ada@example.com", client)
+	m.settle()
+	magic := m.mail.last(t, "ada@example.com", auth.TemplateMagicLink)
+	p, _ := m.svc.Authenticate(ctx, g.AccessToken)
+	if err := m.svc.RequestEmailChange(ctx, p, "new@example.com", passphrase, client); err != nil {
+		t.Fatal(err)
+	}
+	change := linkToken(t, m.mail.last(t, "new@example.com", auth.TemplateChangeEmail).Link, "change-email")
+
+	m.clk.Advance(15*time.Minute + time.Second)
+	if _, err := m.svc.MagicLinkSignIn(ctx, auth.MagicLinkInput{Token: linkToken(t, magic.Link, "magic-link")}, client); !errors.Is(err, auth.ErrInvalidLink) {
+		t.Errorf("magic link after 15 minutes: %v, want ErrInvalidLink", err)
+	}
+	if _, err := m.svc.MagicLinkSignIn(ctx, auth.MagicLinkInput{Email: "ada@example.com", Code: magic.Code}, client); !errors.Is(err, auth.ErrInvalidCode) {
+		t.Errorf("sign-in code after 15 minutes: %v, want ErrInvalidCode", err)
+	}
+	m.clk.Advance(time.Hour)
+	if _, err := m.svc.ConfirmEmailChange(ctx, change); !errors.Is(err, auth.ErrInvalidLink) {
+		t.Errorf("email-change link after an hour: %v, want ErrInvalidLink", err)
+	}
+	m.clk.Advance(23 * time.Hour)
+	if _, err := m.svc.VerifyEmail(ctx, verify); !errors.Is(err, auth.ErrInvalidLink) {
+		t.Errorf("verification link after 24 hours: %v, want ErrInvalidLink", err)
+	}
+}
