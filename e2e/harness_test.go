@@ -464,6 +464,11 @@ var knownCodes = map[string]int{
 	"rate_limited":           429,
 	"unavailable":            503,
 	"internal":               500,
+	"invalid_link":           400,
+	"invalid_code":           401,
+	"email_not_verified":     403,
+	"already_verified":       409,
+	"not_configured":         404,
 }
 
 // do sends one request to the server. body is nil (no body), a rawBody or

@@ -31,14 +31,6 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-func init() {
-	// API.md part 2's new error codes, so that checkCommon accepts them.
-	knownCodes["invalid_link"] = http.StatusBadRequest
-	knownCodes["invalid_code"] = http.StatusUnauthorized
-	knownCodes["email_not_verified"] = http.StatusForbidden
-	knownCodes["already_verified"] = http.StatusConflict
-}
-
 const (
 	mailFrom      = "noreply@example.test"
 	mailPublicURL = "https://app.e2e.test"
