@@ -55,6 +55,9 @@ type User struct {
 	// (a verification link, a magic link or code, a password reset, an
 	// email change confirmed on the new address).
 	EmailVerified bool
+	// TOTPEnabled is read, not written: whether the user has a confirmed
+	// authenticator-app factor (for admin listings and /auth/me).
+	TOTPEnabled bool
 }
 
 // Session is one device's login. It holds no token material: the refresh
@@ -122,7 +125,23 @@ const (
 	SecretMagicLink     SecretKind = "magic_link"
 	SecretMagicCode     SecretKind = "magic_code"
 	SecretChangeEmail   SecretKind = "change_email"
+	// SecretMFA is the mfa_token of a sign-in waiting for its second
+	// factor; Data holds the first factor's methods, space-separated.
+	SecretMFA SecretKind = "mfa"
 )
+
+// TOTPFactor is a user's authenticator-app factor as stored: the secret is
+// sealed under a key derived from the master secret before it reaches a
+// Store.
+type TOTPFactor struct {
+	UserID      string
+	Sealed      []byte
+	CreatedAt   time.Time
+	ConfirmedAt time.Time // zero while enrolment is pending
+	// LastStep is the newest RFC 6238 time step accepted, so that a code is
+	// accepted once even inside its window.
+	LastStep int64
+}
 
 // OneTimeSecret is a single-use secret handed out by mail (and, later, other
 // flows), as stored: only a MAC of the secret is kept, so a copy of the
@@ -319,4 +338,46 @@ type MailOutbox interface {
 	RetryMail(ctx context.Context, id string, next time.Time) error
 	// PendingMail counts the messages in the outbox (for metrics).
 	PendingMail(ctx context.Context) (int, error)
+}
+
+// MFAStore keeps second factors: one TOTP factor per user and its recovery
+// codes (stored only as MACs).
+type MFAStore interface {
+	// PutPendingTOTP stores f as the user's pending factor, replacing a
+	// pending one. ErrStale when the user already has a confirmed factor;
+	// ErrNotFound without the user.
+	PutPendingTOTP(ctx context.Context, f TOTPFactor) error
+	// TOTP returns the user's factor, pending or confirmed, or ErrNotFound.
+	TOTP(ctx context.Context, userID string) (TOTPFactor, error)
+	// ConfirmTOTP confirms the pending factor at time at, records step as
+	// its LastStep and replaces the user's recovery codes by codes, in one
+	// transaction. ErrNotFound when no pending factor exists (also when it
+	// is already confirmed).
+	ConfirmTOTP(ctx context.Context, userID string, step int64, at time.Time, codes [][]byte) error
+	// UseTOTPStep accepts step for the confirmed factor only if it is newer
+	// than LastStep, in one conditional UPDATE (of concurrent uses of one
+	// code exactly one succeeds). ErrStale when the step was already used
+	// or an earlier one is newer; ErrNotFound without a confirmed factor.
+	UseTOTPStep(ctx context.Context, userID string, step int64) error
+	// DeleteTOTP removes the user's factor and recovery codes; deleting
+	// nothing is not an error.
+	DeleteTOTP(ctx context.Context, userID string) error
+	// ReplaceRecoveryCodes replaces every recovery code of the user.
+	ReplaceRecoveryCodes(ctx context.Context, userID string, codes [][]byte) error
+	// UseRecoveryCode marks the user's unused code whose MAC is code used,
+	// in one conditional UPDATE; ErrNotFound when there is none.
+	UseRecoveryCode(ctx context.Context, userID string, code []byte, at time.Time) error
+	// RecoveryCodesLeft counts the user's unused recovery codes.
+	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
+}
+
+// SecretAttempts is the part of the secret store second factors need:
+// an attempt is counted before the guess is checked, so that concurrent
+// guesses on one mfa_token cannot exceed the limit.
+type SecretAttempts interface {
+	// SpendSecretAttempt counts one attempt on secret id of kind when its
+	// MAC equals mac, it is unused, unexpired at now and below
+	// maxAttempts, and returns it (Attempts already counting this one).
+	// ErrNotFound otherwise, changing nothing.
+	SpendSecretAttempt(ctx context.Context, kind SecretKind, id string, mac []byte, now time.Time, maxAttempts int) (OneTimeSecret, error)
 }
