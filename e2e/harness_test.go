@@ -469,6 +469,8 @@ var knownCodes = map[string]int{
 	"email_not_verified":     403,
 	"already_verified":       409,
 	"not_configured":         404,
+	"mfa_required":           401,
+	"already_enabled":        409,
 }
 
 // do sends one request to the server. body is nil (no body), a rawBody or
