@@ -26,6 +26,8 @@ var (
 	// ErrNotConfigured: the feature is switched off on this server (mail
 	// with --no-mail).
 	ErrNotConfigured = errors.New("not configured")
+	// ErrAlreadyEnabled: a second factor of that kind is already on.
+	ErrAlreadyEnabled = errors.New("already enabled")
 )
 
 // WeakPasswordError says which password field holds a too-common password.

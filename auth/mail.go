@@ -343,6 +343,9 @@ func (s *Service) MagicLinkSignIn(ctx context.Context, in MagicLinkInput, c Clie
 	if u, err = s.markVerified(ctx, u.ID, sec.Data); err != nil {
 		return Grant{}, err
 	}
+	if err := s.requireSecondFactor(ctx, u, []string{MethodEmail}); err != nil {
+		return Grant{}, err
+	}
 	return s.startSession(ctx, u, c, []string{MethodEmail}, nil)
 }
 

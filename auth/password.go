@@ -170,6 +170,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		s.Observer.Login("unverified")
 		return Grant{}, ErrEmailNotVerified
 	}
+	if err := s.requireSecondFactor(ctx, u, []string{MethodPassword}); err != nil {
+		s.refund(ctx, accountKey, s.cfg.LoginRate)
+		s.Observer.Login("mfa_required")
+		return Grant{}, err
+	}
 	g, err := s.startSession(ctx, u, c, []string{MethodPassword}, recheck)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredentials) {

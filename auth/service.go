@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/sealbox"
 	"github.com/gatehouse/gatehouse/token"
 )
 
@@ -96,6 +97,7 @@ type Config struct {
 	MagicLinkSignup      bool           // a magic link to an unknown address creates the account
 	MailRate             ratelimit.Rate // mail sent per address
 	MailIPRate           ratelimit.Rate // mail-sending requests per client IP
+	TOTPIssuer           string         // the issuer named in otpauth:// URIs
 }
 
 // Deps are the collaborators of the service, wired in main.
@@ -115,6 +117,12 @@ type Deps struct {
 	Emails      gatehouse.EmailStore
 	SecretCodec *token.SecretCodec
 	Mailer      Mailer
+
+	// Second factors.
+	MFA         gatehouse.MFAStore
+	Attempts    gatehouse.SecretAttempts
+	TOTPBox     *sealbox.Box
+	RecoveryKey []byte
 }
 
 // Service implements every Gatehouse operation.

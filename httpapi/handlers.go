@@ -21,6 +21,7 @@ type userJSON struct {
 	EmailVerified bool   `json:"email_verified"`
 	CreatedAt     string `json:"created_at"`
 	Disabled      *bool  `json:"disabled,omitempty"`
+	MFA           *bool  `json:"mfa,omitempty"` // admin views: has a second factor
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -28,8 +29,8 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func toUserJSON(u gatehouse.User, admin bool) userJSON {
 	j := userJSON{ID: u.ID, Email: u.Email, Name: u.Name, Role: string(u.Role), EmailVerified: u.EmailVerified, CreatedAt: rfc3339(u.CreatedAt)}
 	if admin {
-		d := u.Disabled
-		j.Disabled = &d
+		d, m := u.Disabled, u.TOTPEnabled
+		j.Disabled, j.MFA = &d, &m
 	}
 	return j
 }
@@ -328,9 +329,14 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	type mfaJSON struct {
+		TOTP     bool `json:"totp"`
+		Passkeys int  `json:"passkeys"`
+	}
 	writeJSON(w, http.StatusOK, struct {
 		User userJSON `json:"user"`
-	}{toUserJSON(u, false)})
+		MFA  mfaJSON  `json:"mfa"`
+	}{toUserJSON(u, false), mfaJSON{TOTP: u.TOTPEnabled}})
 	return nil
 }
 

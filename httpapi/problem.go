@@ -21,6 +21,9 @@ type problem struct {
 	Detail string            `json:"detail"`
 	Code   string            `json:"code"`
 	Errors []auth.FieldError `json:"errors,omitempty"`
+	// The second step of a sign-in (mfa_required).
+	MFAToken string   `json:"mfa_token,omitempty"`
+	Methods  []string `json:"methods,omitempty"`
 }
 
 // requestError is an error found by the HTTP layer itself (bad framing,
@@ -66,6 +69,8 @@ var titles = map[string]string{
 	"email_not_verified":     "Email not verified",
 	"already_verified":       "Email already verified",
 	"not_configured":         "Not configured",
+	"mfa_required":           "Second factor required",
+	"already_enabled":        "Already enabled",
 }
 
 // writeError is the one place where errors become HTTP responses. Details
@@ -77,6 +82,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		valErr   *auth.ValidationError
 		limitErr *auth.RateLimitError
 		weakErr  *auth.WeakPasswordError
+		mfaErr   *auth.MFARequiredError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -109,6 +115,13 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		p.Status, p.Code, p.Detail = http.StatusForbidden, "email_not_verified", "Verify your email address before signing in."
 	case errors.Is(err, auth.ErrAlreadyVerified):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "already_verified", "This email address is already verified."
+	case errors.As(err, &mfaErr):
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "mfa_required", "A second factor is required to finish signing in."
+		p.MFAToken, p.Methods = mfaErr.Token, mfaErr.Methods
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Pragma", "no-cache")
+	case errors.Is(err, auth.ErrAlreadyEnabled):
+		p.Status, p.Code, p.Detail = http.StatusConflict, "already_enabled", "This second factor is already enabled."
 	case errors.Is(err, auth.ErrNotConfigured):
 		p.Status, p.Code, p.Detail = http.StatusNotFound, "not_configured", "This feature is not configured on this server."
 	case errors.Is(err, auth.ErrForbidden):

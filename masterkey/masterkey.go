@@ -29,6 +29,10 @@ const (
 	PurposeSecrets = "gatehouse one-time secret mac v1"
 	// PurposeMail seals queued mail, whose bodies carry live tokens.
 	PurposeMail = "gatehouse mail seal v1"
+	// PurposeTOTP seals authenticator-app secrets.
+	PurposeTOTP = "gatehouse totp seal v1"
+	// PurposeRecovery keys the MACs of recovery codes.
+	PurposeRecovery = "gatehouse recovery-code mac v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master
