@@ -191,6 +191,12 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("smtp client: %w", err)
 	}
 	if err := client.DialAndSendWithContext(ctx, msg); err != nil {
+		if msg.IsDelivered() {
+			// The server accepted the message (250 after DATA); what failed
+			// came after (RSET, QUIT, closing). Reporting a failure would
+			// send it a second time.
+			return nil
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("smtp %s: %w (%v)", net.JoinHostPort(s.host, strconv.Itoa(s.port)), ctx.Err(), err)
 		}
