@@ -47,6 +47,7 @@ type MailRequest struct {
 	Code     string
 	Lifetime time.Duration
 	NewEmail string // email change: the new address
+	OldEmail string // email change: the address being replaced
 }
 
 // Mailer renders and queues mail (mail.Outbox); it never waits for
@@ -458,8 +459,8 @@ func (s *Service) RequestEmailChange(ctx context.Context, p Principal, newEmail,
 	if err != nil {
 		return err
 	}
-	s.queue(ctx, MailRequest{To: newEmail, Template: TemplateChangeEmail, Link: s.link("change-email", tok), Lifetime: changeEmailTTL, NewEmail: newEmail})
-	s.queue(ctx, MailRequest{To: u.Email, Template: TemplateEmailChanged, NewEmail: newEmail})
+	s.queue(ctx, MailRequest{To: newEmail, Template: TemplateChangeEmail, Link: s.link("change-email", tok), Lifetime: changeEmailTTL, NewEmail: newEmail, OldEmail: u.Email})
+	s.queue(ctx, MailRequest{To: u.Email, Template: TemplateEmailChanged, NewEmail: newEmail, OldEmail: u.Email})
 	return nil
 }
 

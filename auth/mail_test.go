@@ -334,8 +334,11 @@ func TestEmailChange(t *testing.T) {
 	if err := m.svc.RequestEmailChange(ctx, p, "new@example.com", passphrase, client); err != nil {
 		t.Fatal(err)
 	}
-	if m.mail.last(t, "ada@example.com", auth.TemplateEmailChanged).NewEmail != "new@example.com" {
-		t.Error("the notice to the old address does not name the new one")
+	if n := m.mail.last(t, "ada@example.com", auth.TemplateEmailChanged); n.NewEmail != "new@example.com" || n.OldEmail != "ada@example.com" {
+		t.Errorf("the notice to the old address names %q → %q", n.OldEmail, n.NewEmail)
+	}
+	if c := m.mail.last(t, "new@example.com", auth.TemplateChangeEmail); c.OldEmail != "ada@example.com" {
+		t.Errorf("the confirmation to the new address names the old one as %q", c.OldEmail)
 	}
 	tok := linkToken(t, m.mail.last(t, "new@example.com", auth.TemplateChangeEmail).Link, "change-email")
 	u, err := m.svc.ConfirmEmailChange(ctx, tok)
