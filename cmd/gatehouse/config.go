@@ -131,7 +131,7 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		},
 		"no-migrate": func() { fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply database migrations on start") },
 		"no-mail": func() {
-			fs.BoolVar(&c.NoMail, "no-mail", false, "send no mail: the mail endpoints answer 404 not_configured and sign-up sends no verification")
+			fs.BoolVar(&c.NoMail, "no-mail", false, "send no mail: the endpoints that send mail answer 404 not_configured and sign-up sends no verification")
 		},
 		"hash-workers": func() {
 			fs.IntVar(&c.HashWorkers, "hash-workers", 0, "password hashes computed at once (default: number of CPUs)")
