@@ -198,7 +198,9 @@ var (
 type Store interface {
 	EmailStore
 	SecretStore
+	SecretAttempts
 	MailOutbox
+	MFAStore
 
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.

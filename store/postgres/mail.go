@@ -23,7 +23,7 @@ import (
 func (s *Store) SetEmailVerified(ctx context.Context, userID, email string) (gatehouse.User, error) {
 	var r userRow
 	err := s.pool.QueryRow(ctx, `UPDATE users SET email_verified = true
-		WHERE id = $1 AND email_key = $2 RETURNING `+userCols,
+		WHERE id = $1 AND email_key = $2 RETURNING `+userReadCols,
 		userID, gatehouse.EmailKey(email)).Scan(r.dest()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return gatehouse.User{}, s.staleOrMissing(ctx, "set email verified", userID)
@@ -39,7 +39,7 @@ func (s *Store) SetEmailVerified(ctx context.Context, userID, email string) (gat
 func (s *Store) ChangeEmail(ctx context.Context, userID, oldEmail, newEmail string) (gatehouse.User, error) {
 	var r userRow
 	err := s.pool.QueryRow(ctx, `UPDATE users SET email = $3, email_key = $4, email_verified = true
-		WHERE id = $1 AND email_key = $2 RETURNING `+userCols,
+		WHERE id = $1 AND email_key = $2 RETURNING `+userReadCols,
 		userID, gatehouse.EmailKey(oldEmail), newEmail, gatehouse.EmailKey(newEmail)).Scan(r.dest()...)
 	switch {
 	case emailTaken(err):

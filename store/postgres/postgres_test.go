@@ -425,3 +425,54 @@ func BenchmarkRotateSession(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
 }
+
+// TestDeleteUserCascadesMFA: deleting a user (there is no Store method for
+// it; an operator does it in SQL) takes the second factors with it, and the
+// other users' stay.
+func TestDeleteUserCascadesMFA(t *testing.T) {
+	s := openTestStore(t, Options{})
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var ids []string
+	for _, email := range []string{"gone@example.com", "kept@example.com"} {
+		u := gatehouse.User{ID: newTestID(), Email: email, Role: gatehouse.RoleUser, PasswordHash: "x", CreatedAt: now}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatalf("CreateUser: %v", err)
+		}
+		if err := s.PutPendingTOTP(ctx, gatehouse.TOTPFactor{UserID: u.ID, Sealed: []byte("sealed"), CreatedAt: now}); err != nil {
+			t.Fatalf("PutPendingTOTP: %v", err)
+		}
+		if err := s.ConfirmTOTP(ctx, u.ID, 1, now, [][]byte{[]byte("code one"), []byte("code two")}); err != nil {
+			t.Fatalf("ConfirmTOTP: %v", err)
+		}
+		ids = append(ids, u.ID)
+	}
+	gone, kept := ids[0], ids[1]
+	if _, err := s.pool.Exec(ctx, `DELETE FROM users WHERE id = $1`, gone); err != nil {
+		t.Fatalf("delete user: %v", err)
+	}
+	for table, want := range map[string]int64{"mfa_totp": 1, "recovery_codes": 2} {
+		var n int64
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE user_id = $1`, gone).Scan(&n); err != nil {
+			t.Fatalf("count %s: %v", table, err)
+		}
+		if n != 0 {
+			t.Errorf("%s keeps %d rows of the deleted user", table, n)
+		}
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE user_id = $1`, kept).Scan(&n); err != nil {
+			t.Fatalf("count %s: %v", table, err)
+		}
+		if n != want {
+			t.Errorf("%s has %d rows of the other user, want %d", table, n, want)
+		}
+	}
+	if _, err := s.TOTP(ctx, gone); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("TOTP(deleted user): %v, want ErrNotFound", err)
+	}
+}
+
+func newTestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

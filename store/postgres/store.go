@@ -26,6 +26,15 @@ const (
 
 	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after, u.version, u.email_verified`
 
+	// userReadCols and userReadColsU are what every read of a user returns:
+	// the stored columns (userCols is what CreateUser writes) and the
+	// computed TOTPEnabled, a correlated EXISTS on mfa_totp's primary key,
+	// so reading a user by id stays a pair of primary-key lookups.
+	userReadCols = userCols + `,
+		EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL)`
+	userReadColsU = userColsU + `,
+		EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)`
+
 	sessionColsS = `s.id, s.user_id, s.gen, s.created_at, s.rotated_at, s.last_used_at, s.expires_at,
 		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport, s.amr`
 
@@ -50,7 +59,7 @@ func utc(t *time.Time) time.Time {
 	return t.UTC()
 }
 
-// userRow receives one row of userCols.
+// userRow receives one row of userReadCols.
 type userRow struct {
 	id, email, name, role, passwordHash string
 	disabled                            bool
@@ -58,10 +67,11 @@ type userRow struct {
 	tokensValidAfter                    *time.Time
 	version                             int64
 	emailVerified                       bool
+	totpEnabled                         bool
 }
 
 func (r *userRow) dest() []any {
-	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter, &r.version, &r.emailVerified}
+	return []any{&r.id, &r.email, &r.name, &r.role, &r.passwordHash, &r.disabled, &r.createdAt, &r.tokensValidAfter, &r.version, &r.emailVerified, &r.totpEnabled}
 }
 
 func (r *userRow) user() gatehouse.User {
@@ -76,6 +86,7 @@ func (r *userRow) user() gatehouse.User {
 		TokensValidAfter: utc(r.tokensValidAfter),
 		Version:          uint64(r.version), // the column starts at 1 and only grows
 		EmailVerified:    r.emailVerified,
+		TOTPEnabled:      r.totpEnabled,
 	}
 }
 
@@ -133,7 +144,7 @@ func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
 // UserByID returns the user or ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (gatehouse.User, error) {
 	var r userRow
-	err := s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id).Scan(r.dest()...)
+	err := s.pool.QueryRow(ctx, `SELECT `+userReadCols+` FROM users WHERE id = $1`, id).Scan(r.dest()...)
 	if err != nil {
 		return gatehouse.User{}, wrap("user by id", err)
 	}
@@ -144,7 +155,7 @@ func (s *Store) UserByID(ctx context.Context, id string) (gatehouse.User, error)
 // of the lowered forms (never LIKE, where _ and % would be wildcards).
 func (s *Store) UserByEmail(ctx context.Context, email string) (gatehouse.User, error) {
 	var r userRow
-	err := s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email_key = $1`, gatehouse.EmailKey(email)).Scan(r.dest()...)
+	err := s.pool.QueryRow(ctx, `SELECT `+userReadCols+` FROM users WHERE email_key = $1`, gatehouse.EmailKey(email)).Scan(r.dest()...)
 	if err != nil {
 		return gatehouse.User{}, wrap("user by email", err)
 	}
@@ -158,7 +169,7 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]gateh
 		// Postgres rejects a negative LIMIT; "up to 0 users" is none.
 		return []gatehouse.User{}, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+userCols+` FROM users WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+userReadCols+` FROM users WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, wrap("list users", err)
 	}
@@ -228,7 +239,7 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 			tokens_valid_after = GREATEST(tokens_valid_after, $4::timestamptz),
 			version = version + 1
 		WHERE id = $1
-		RETURNING `+userCols,
+		RETURNING `+userReadCols,
 		userID, roleArg, disabled, nullTime(tokensValidAfter)).Scan(r.dest()...)
 	if err != nil {
 		return gatehouse.User{}, wrap("update user", err)
@@ -338,7 +349,7 @@ func (s *Store) RotateSession(ctx context.Context, id string, gen uint64, now, i
 		WHERE s.id = $1 AND s.gen = $2 AND s.revoked_at IS NULL
 			AND s.expires_at > $3 AND s.last_used_at > $4
 			AND u.id = s.user_id AND NOT u.disabled
-		RETURNING `+sessionColsS+`, `+userColsU,
+		RETURNING `+sessionColsS+`, `+userReadColsU,
 		id, g, now, idleCutoff).Scan(append(sr.dest(), ur.dest()...)...)
 	if err != nil {
 		return gatehouse.Session{}, gatehouse.User{}, wrap("rotate session", err)

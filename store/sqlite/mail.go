@@ -23,7 +23,7 @@ import (
 // session depends on changed.
 func (s *Store) SetEmailVerified(ctx context.Context, userID, email string) (gatehouse.User, error) {
 	u, err := scanUser(s.write.QueryRowContext(ctx, `UPDATE users SET email_verified = 1
-		WHERE id = ? AND email_key = ? RETURNING `+userCols, userID, gatehouse.EmailKey(email)))
+		WHERE id = ? AND email_key = ? RETURNING `+userReadCols, userID, gatehouse.EmailKey(email)))
 	if err != nil {
 		return gatehouse.User{}, s.staleOrMissing(ctx, "set email verified", userID, err)
 	}
@@ -34,7 +34,7 @@ func (s *Store) SetEmailVerified(ctx context.Context, userID, email string) (gat
 // address still folds to oldEmail.
 func (s *Store) ChangeEmail(ctx context.Context, userID, oldEmail, newEmail string) (gatehouse.User, error) {
 	u, err := scanUser(s.write.QueryRowContext(ctx, `UPDATE users SET email = ?1, email_key = ?2, email_verified = 1
-		WHERE id = ?3 AND email_key = ?4 RETURNING `+userCols,
+		WHERE id = ?3 AND email_key = ?4 RETURNING `+userReadCols,
 		newEmail, gatehouse.EmailKey(newEmail), userID, gatehouse.EmailKey(oldEmail)))
 	if err != nil {
 		if emailTaken(err) {

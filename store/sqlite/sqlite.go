@@ -161,10 +161,10 @@ func (s *Store) init(ctx context.Context) error {
 			WHERE id = ?2 AND gen = ?3 AND revoked_at IS NULL AND expires_at > ?1 AND last_used_at > ?4
 			  AND (SELECT disabled FROM users WHERE users.id = sessions.user_id) = 0
 			RETURNING `+sessionCols),
-		prepare(s.write, &s.userByIDW, `SELECT `+userCols+` FROM users WHERE id = ?`),
+		prepare(s.write, &s.userByIDW, `SELECT `+userReadCols+` FROM users WHERE id = ?`),
 		prepare(s.read, &s.sessionByID, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`),
-		prepare(s.read, &s.userByID, `SELECT `+userCols+` FROM users WHERE id = ?`),
-		prepare(s.read, &s.userByEmail, `SELECT `+userCols+` FROM users WHERE email_key = ?`),
+		prepare(s.read, &s.userByID, `SELECT `+userReadCols+` FROM users WHERE id = ?`),
+		prepare(s.read, &s.userByEmail, `SELECT `+userReadCols+` FROM users WHERE email_key = ?`),
 	)
 	if err != nil {
 		return err
@@ -244,7 +244,15 @@ func (s *Store) Close() error {
 
 // --- users ------------------------------------------------------------------
 
-const userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version, email_verified`
+// userCols are the stored columns of a user, as CreateUser writes them.
+// userReadCols, what every read returns (in scanUser's order), adds the
+// computed TOTPEnabled: a correlated EXISTS on mfa_totp's primary key, so
+// reading a user by id stays a pair of primary-key lookups.
+const (
+	userCols     = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version, email_verified`
+	userReadCols = userCols + `,
+		EXISTS (SELECT 1 FROM mfa_totp WHERE mfa_totp.user_id = users.id AND mfa_totp.confirmed_at IS NOT NULL)`
+)
 
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
 	version, err := versionArg(u.Version)
@@ -285,7 +293,7 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]gateh
 		return nil, nil
 	}
 	// ORDER BY id is byte order: ids are compared with the BINARY collation.
-	rows, err := s.read.QueryContext(ctx, `SELECT `+userCols+` FROM users WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+userReadCols+` FROM users WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, wrap("list users", err)
 	}
@@ -351,7 +359,7 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 			tokens_valid_after = CASE WHEN ?3 IS NULL OR tokens_valid_after >= ?3 THEN tokens_valid_after ELSE ?3 END,
 			version = version + 1
 		WHERE id = ?4
-		RETURNING `+userCols,
+		RETURNING `+userReadCols,
 		roleArg, disabledArg, nullMicros(tokensValidAfter), userID))
 	if err != nil {
 		return gatehouse.User{}, wrap("update user", err)
@@ -614,11 +622,12 @@ func scanUser(row scanner) (gatehouse.User, error) {
 		tva      sql.NullInt64
 		version  int64
 		verified int64
+		totp     int64
 	)
-	if err := row.Scan(&u.ID, &u.Email, &u.Name, &role, &u.PasswordHash, &disabled, &created, &tva, &version, &verified); err != nil {
+	if err := row.Scan(&u.ID, &u.Email, &u.Name, &role, &u.PasswordHash, &disabled, &created, &tva, &version, &verified, &totp); err != nil {
 		return gatehouse.User{}, err
 	}
-	u.Version, u.EmailVerified = uint64(version), verified != 0
+	u.Version, u.EmailVerified, u.TOTPEnabled = uint64(version), verified != 0, totp != 0
 	u.Role, u.Disabled, u.CreatedAt, u.TokensValidAfter = gatehouse.Role(role), disabled != 0, fromMicros(created), fromNullMicros(tva)
 	return u, nil
 }

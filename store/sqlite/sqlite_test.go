@@ -271,3 +271,48 @@ func BenchmarkSessionByID(b *testing.B) {
 		}
 	})
 }
+
+// TestDeleteUserCascadesMFA: deleting a user (there is no Store method for
+// it; an operator does it in SQL) takes the second factors with it, and the
+// other users' stay.
+func TestDeleteUserCascadesMFA(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	s := mustOpen(t, path)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	gone, kept := seed(t, s, now).UserID, seed(t, s, now).UserID
+	for _, id := range []string{gone, kept} {
+		if err := s.PutPendingTOTP(t.Context(), gatehouse.TOTPFactor{UserID: id, Sealed: []byte("sealed"), CreatedAt: now}); err != nil {
+			t.Fatalf("PutPendingTOTP: %v", err)
+		}
+		if err := s.ConfirmTOTP(t.Context(), id, 1, now, [][]byte{[]byte("code one"), []byte("code two")}); err != nil {
+			t.Fatalf("ConfirmTOTP: %v", err)
+		}
+	}
+	// foreign_keys is a per-connection setting, off by default.
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM users WHERE id = ?`, gone); err != nil {
+		t.Fatalf("delete user: %v", err)
+	}
+	for table, want := range map[string]int{"mfa_totp": 1, "recovery_codes": 2} {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM `+table+` WHERE user_id = ?`, gone).Scan(&n); err != nil {
+			t.Fatalf("count %s: %v", table, err)
+		}
+		if n != 0 {
+			t.Errorf("%s keeps %d rows of the deleted user", table, n)
+		}
+		if err := db.QueryRow(`SELECT count(*) FROM `+table+` WHERE user_id = ?`, kept).Scan(&n); err != nil {
+			t.Fatalf("count %s: %v", table, err)
+		}
+		if n != want {
+			t.Errorf("%s has %d rows of the other user, want %d", table, n, want)
+		}
+	}
+	if _, err := s.TOTP(t.Context(), gone); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("TOTP(deleted user): %v, want ErrNotFound", err)
+	}
+}

@@ -95,6 +95,19 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"DeleteSecrets", testDeleteSecrets},
 		{"PruneSecrets", testPruneSecrets},
 
+		{"TOTPPendingConfirm", testTOTPPendingConfirm},
+		{"ConfirmTOTPReplacesCodes", testConfirmTOTPReplacesCodes},
+		{"ConfirmTOTPConcurrent", testConfirmTOTPConcurrent},
+		{"UseTOTPStep", testUseTOTPStep},
+		{"UseTOTPStepConcurrent", testUseTOTPStepConcurrent},
+		{"DeleteTOTP", testDeleteTOTP},
+		{"RecoveryCodes", testRecoveryCodes},
+		{"UseRecoveryCodeConcurrent", testUseRecoveryCodeConcurrent},
+		{"ReplaceRecoveryCodesConcurrent", testReplaceRecoveryCodesConcurrent},
+		{"TOTPEnabled", testTOTPEnabled},
+		{"SpendSecretAttempt", testSpendSecretAttempt},
+		{"SpendSecretAttemptConcurrent", testSpendSecretAttemptConcurrent},
+
 		{"ClaimMail", testClaimMail},
 		{"ClaimMailLease", testClaimMailLease},
 		{"ClaimMailConcurrent", testClaimMailConcurrent},
@@ -258,6 +271,7 @@ func checkUser(t *testing.T, what string, got, want gatehouse.User) {
 	d.time("CreatedAt", got.CreatedAt, want.CreatedAt)
 	d.time("TokensValidAfter", got.TokensValidAfter, want.TokensValidAfter)
 	d.any("EmailVerified", got.EmailVerified, want.EmailVerified)
+	d.any("TOTPEnabled", got.TOTPEnabled, want.TOTPEnabled)
 	for _, s := range d {
 		t.Errorf("%s: user %s", what, s)
 	}
