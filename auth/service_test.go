@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/revoke"
+	"github.com/gatehouse/gatehouse/sealbox"
 	"github.com/gatehouse/gatehouse/store/sqlite"
 	"github.com/gatehouse/gatehouse/token"
 )
@@ -92,6 +93,10 @@ func newServiceConfig(t *testing.T, adjust func(*auth.Config, *auth.Deps)) (*aut
 	if err != nil {
 		t.Fatal(err)
 	}
+	totpBox, err := sealbox.New([]byte(strings.Repeat("t", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(slog.DiscardHandler)
 	rctx, cancel := context.WithCancel(ctx)
 	rev := revoke.New(st, nil, revoke.Config{StaleAfter: 24 * time.Hour, Now: clk.Now}, logger)
@@ -105,11 +110,12 @@ func newServiceConfig(t *testing.T, adjust func(*auth.Config, *auth.Deps)) (*aut
 		Revoker: rev, Limiter: ratelimit.NewMemory(clk.Now), Observer: nopObserver{},
 		Logger: logger, Now: clk.Now,
 		Secrets: st, Emails: st, SecretCodec: secrets, Mailer: &mailbox{},
+		MFA: st, Attempts: st, TOTPBox: totpBox, RecoveryKey: []byte(strings.Repeat("c", 32)),
 	}
 	cfg := auth.Config{
 		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
 		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second,
-		PublicURL: "https://auth.test",
+		PublicURL: "https://auth.test", TOTPIssuer: "Gatehouse",
 	}
 	if adjust != nil {
 		adjust(&cfg, &deps)

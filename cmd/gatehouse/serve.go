@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/revoke"
+	"github.com/gatehouse/gatehouse/sealbox"
 	"github.com/gatehouse/gatehouse/token"
 )
 
@@ -91,6 +92,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	totpBox, err := sealbox.New(masterkey.Derive(b.master, masterkey.PurposeTOTP))
+	if err != nil {
+		return err
+	}
 	level, _ := parseLevel(c.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
@@ -156,11 +161,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ReuseGrace: c.ReuseGrace, Leeway: accessLeeway,
 		LoginRate: c.loginRate, RefreshRate: c.refreshRate, SignupRate: c.signupRate,
 		PublicURL: c.PublicURL, RequireVerifiedEmail: c.RequireVerifiedEmail, MagicLinkSignup: c.MagicLinkSignup,
-		MailRate: c.mailRate, MailIPRate: c.mailIPRate,
+		MailRate: c.mailRate, MailIPRate: c.mailIPRate, TOTPIssuer: c.ProductName,
 	}, auth.Deps{
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
 		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailer,
+		MFA: b.store, Attempts: b.store, TOTPBox: totpBox, RecoveryKey: masterkey.Derive(b.master, masterkey.PurposeRecovery),
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
