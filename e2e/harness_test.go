@@ -209,6 +209,9 @@ func (s *server) tryStart(port int) error {
 	s.starts++
 	fmt.Fprintf(s.stderr, "=== e2e: start #%d: gatehouse %s\n", s.starts, strings.Join(args, " "))
 	cmd := exec.Command(binPath, args...)
+	// Defaults relative to the working directory (the mail folder of a
+	// PostgreSQL server) land in the test's own directory.
+	cmd.Dir = s.dir
 	cmd.Env = cleanEnv()
 	cmd.Stdout = s.stderr
 	cmd.Stderr = s.stderr
