@@ -78,16 +78,18 @@ func (s *Service) VerifyMFA(ctx context.Context, in VerifyMFAInput, c Client) (G
 	if err != nil {
 		return Grant{}, fmt.Errorf("mfa token: %w", err)
 	}
-	accountKey := "mfa:account:" + sec.Subject
-	if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
-		return Grant{}, err
-	}
 	u, err := s.Store.UserByID(ctx, sec.Subject)
 	if errors.Is(err, gatehouse.ErrNotFound) || (err == nil && u.Disabled) {
 		return Grant{}, ErrInvalidCode
 	}
 	if err != nil {
 		return Grant{}, fmt.Errorf("mfa: %w", err)
+	}
+	// The same budget as password guesses at login: an attacker who knows
+	// the password gets no more code guesses than one who does not.
+	accountKey := "login:account:" + accountLimitKey(u.Email)
+	if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
+		return Grant{}, err
 	}
 	method, err := s.checkSecondFactor(ctx, u.ID, in.Method, in.Code)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/ratelimit"
 )
 
 // totpCode computes the RFC 6238 code of secret for the step of t,
@@ -224,5 +225,56 @@ func TestMagicLinkThenSecondFactor(t *testing.T) {
 	}
 	if want := []string{"email", "otp", "mfa"}; !slices.Equal(g.Session.AMR, want) {
 		t.Fatalf("amr = %q, want %q", g.Session.AMR, want)
+	}
+}
+
+func TestSecondFactorGuessesShareTheAccountBudget(t *testing.T) {
+	rate, err := ratelimit.ParseRate("3/1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMailService(t, func(c *auth.Config) { c.LoginRate = rate })
+	ctx := context.Background()
+	_, secret, _ := enrolTOTP(t, m, "ada@example.com")
+	m.clk.Advance(30 * time.Second)
+	right := totpCode(t, secret, m.clk.Now())
+	wrong := "000000"
+	if right == wrong {
+		wrong = "111111"
+	}
+	limited, checked := false, 0
+	for i := range 6 {
+		// Each attempt from another address, as a distributed guesser would.
+		c := client
+		c.IP = fmt.Sprintf("192.0.2.%d", 10+i)
+		var rl *auth.RateLimitError
+		_, err := m.svc.Login(ctx, auth.LoginInput{Email: "ada@example.com", Password: passphrase}, c)
+		var mfaErr *auth.MFARequiredError
+		if errors.As(err, &rl) {
+			limited = true
+			break
+		}
+		if !errors.As(err, &mfaErr) {
+			t.Fatalf("login %d: %v", i+1, err)
+		}
+		_, err = m.svc.VerifyMFA(ctx, auth.VerifyMFAInput{Token: mfaErr.Token, Method: "totp", Code: wrong}, c)
+		if errors.As(err, &rl) {
+			limited = true
+			break
+		}
+		if !errors.Is(err, auth.ErrInvalidCode) {
+			t.Fatalf("guess %d: %v", i+1, err)
+		}
+		checked++
+	}
+	if !limited || checked > 3 {
+		t.Fatalf("%d wrong second-factor guesses over as many mfa_tokens were checked under a budget of 3 (limited: %v)", checked, limited)
+	}
+	// The password is limited too: guesses of either factor share the budget.
+	var rl *auth.RateLimitError
+	fresh := client
+	fresh.IP = "192.0.2.99"
+	if _, err := m.svc.Login(ctx, auth.LoginInput{Email: "ada@example.com", Password: passphrase}, fresh); !errors.As(err, &rl) {
+		t.Fatalf("login after the second-factor budget is spent: %v, want rate limited", err)
 	}
 }
