@@ -87,6 +87,27 @@ export interface ClientOptions {
 /** How `verifyMagicLink` proves the address: the link's token, or the mailed 6-digit code. */
 export type MagicLinkProof = { token: string } | { email: string; code: string };
 
+/** A second-factor method the server offers after the first factor: `verifyMfa` takes
+ * `totp` and `recovery_code`; `passkey` goes through the passkey endpoints. */
+export type MfaMethod = "totp" | "recovery_code" | "passkey";
+
+/** The user's second factors (the `mfa` member of GET /auth/me). */
+export interface MfaStatus {
+  /** Whether an authenticator app (TOTP) is on. */
+  totp: boolean;
+  /** How many passkeys the user has. */
+  passkeys: number;
+}
+
+/** The start of an authenticator-app enrolment: show `otpauth_uri` as a QR code and
+ * `secret` as text, then confirm with a code from the app (`confirmTotp`). */
+export interface TotpEnrolment {
+  /** The shared secret, base32 without padding. */
+  secret: string;
+  /** `otpauth://totp/<issuer>:<email>?secret=...&issuer=...` */
+  otpauth_uri: string;
+}
+
 /** A problem+json error from the server (or a network failure, status 0). */
 export class GatehouseError extends Error {
   readonly status: number;
@@ -103,6 +124,25 @@ export class GatehouseError extends Error {
   get fieldErrors(): { field: string; message: string }[] {
     const e = this.problem?.["errors"];
     return Array.isArray(e) ? (e as { field: string; message: string }[]) : [];
+  }
+}
+
+/**
+ * The first factor checked out but the account has a second factor: `login` and
+ * `verifyMagicLink` reject with this (status 401, code `mfa_required`). No session exists
+ * yet: pass `mfaToken` to `verifyMfa` with a code within 5 minutes. Keep the token in
+ * memory only.
+ */
+export class MfaRequiredError extends GatehouseError {
+  /** The short-lived token that `verifyMfa` needs (5 minutes; voided after 5 wrong codes). */
+  readonly mfaToken: string;
+  /** The second factors the user can use, e.g. `["totp", "recovery_code"]`. */
+  readonly methods: MfaMethod[];
+  constructor(status: number, message: string, problem: Record<string, unknown>, mfaToken: string, methods: MfaMethod[]) {
+    super(status, "mfa_required", message, problem);
+    this.name = "MfaRequiredError";
+    this.mfaToken = mfaToken;
+    this.methods = methods;
   }
 }
 
@@ -156,6 +196,11 @@ async function toError(res: Response): Promise<GatehouseError> {
     (typeof problem?.["detail"] === "string" && (problem["detail"] as string)) ||
     (typeof problem?.["title"] === "string" && (problem["title"] as string)) ||
     `HTTP ${res.status}`;
+  if (code === "mfa_required" && problem !== undefined && typeof problem["mfa_token"] === "string") {
+    const raw = problem["methods"];
+    const methods = (Array.isArray(raw) ? raw : []).filter((m): m is MfaMethod => typeof m === "string") as MfaMethod[];
+    return new MfaRequiredError(res.status, msg, problem, problem["mfa_token"] as string, methods);
+  }
   return new GatehouseError(res.status, code, msg, problem);
 }
 
@@ -588,7 +633,8 @@ export class GatehouseClient extends EventTarget {
     return user;
   }
 
-  /** Signs in; the refresh token is set as an HttpOnly cookie by the server. */
+  /** Signs in; the refresh token is set as an HttpOnly cookie by the server. Rejects with
+   * an `MfaRequiredError` when the account has a second factor (then call `verifyMfa`). */
   login(email: string, password: string): Promise<User> {
     return this.credentials("/auth/login", { email, password });
   }
@@ -684,7 +730,8 @@ export class GatehouseClient extends EventTarget {
   }
 
   /** Signs in with a magic link's token, or with the address and the mailed code (cookie
-   * mode, like login: fires "login"). Rejects with `invalid_link` (400) or `invalid_code` (401). */
+   * mode, like login: fires "login"). Rejects with `invalid_link` (400) or `invalid_code` (401),
+   * or with an `MfaRequiredError` when the account has a second factor. */
   verifyMagicLink(proof: MagicLinkProof): Promise<User> {
     const body = "token" in proof ? { token: proof.token } : { email: proof.email, code: proof.code };
     return this.credentials("/auth/magic-link/verify", body);
@@ -705,5 +752,56 @@ export class GatehouseClient extends EventTarget {
   async confirmEmailChange(token: string): Promise<User> {
     const res = await this.post("/auth/email/change/confirm", { token }, "omit");
     return this.adoptUser(((await res.json()) as { user: User }).user);
+  }
+
+  // -------------------------------------------------------- second factors
+
+  /**
+   * Completes a sign-in that answered `MfaRequiredError`: the second factor, as a 6-digit
+   * code from the authenticator app (`"totp"`) or one of the recovery codes
+   * (`"recovery_code"`). Signs in like `login` (cookie mode, fires "login", other tabs adopt
+   * the session). Rejects with `invalid_code` (401); after 5 wrong codes, or 5 minutes, the
+   * mfa token is dead and the sign-in starts over.
+   */
+  verifyMfa(mfaToken: string, method: "totp" | "recovery_code", code: string): Promise<User> {
+    return this.credentials("/auth/mfa/verify", { mfa_token: mfaToken, method, code });
+  }
+
+  /** The signed-in user's second factors (from GET /auth/me); updates `user`. */
+  async mfaStatus(): Promise<MfaStatus> {
+    const body = (await this.json<{ user: User; mfa?: Partial<MfaStatus> }>("/auth/me")) as { user: User; mfa?: Partial<MfaStatus> };
+    if (body.user) this.adoptUser(body.user);
+    return { totp: body.mfa?.totp === true, passkeys: typeof body.mfa?.passkeys === "number" ? body.mfa.passkeys : 0 };
+  }
+
+  private postJson<T>(path: string, body: Record<string, unknown>, method = "POST"): Promise<T | undefined> {
+    return this.json<T>(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  }
+
+  /** Starts setting up an authenticator app (needs the current password). Nothing is on
+   * until `confirmTotp`. Rejects with `invalid_credentials` (401, wrong password; the session
+   * stays) or `already_enabled` (409). */
+  async startTotpEnrolment(currentPassword: string): Promise<TotpEnrolment> {
+    return (await this.postJson<TotpEnrolment>("/auth/mfa/totp", { current_password: currentPassword })) as TotpEnrolment;
+  }
+
+  /** Turns the authenticator app on with a code from it; resolves to the 10 recovery codes,
+   * which the server shows this once. Rejects with `invalid_code` (401). */
+  async confirmTotp(code: string): Promise<string[]> {
+    const body = await this.postJson<{ recovery_codes: string[] }>("/auth/mfa/totp/confirm", { code });
+    return (body as { recovery_codes: string[] }).recovery_codes;
+  }
+
+  /** Turns the authenticator app off, with a code from it or a recovery code. Rejects with
+   * `invalid_code` (401). */
+  async disableTotp(code: string): Promise<void> {
+    await this.postJson("/auth/mfa/totp", { code }, "DELETE");
+  }
+
+  /** Replaces the recovery codes (the old ones stop working), with a code from the
+   * authenticator app; resolves to the 10 new ones. Rejects with `invalid_code` (401). */
+  async regenerateRecoveryCodes(code: string): Promise<string[]> {
+    const body = await this.postJson<{ recovery_codes: string[] }>("/auth/mfa/recovery-codes", { code });
+    return (body as { recovery_codes: string[] }).recovery_codes;
   }
 }

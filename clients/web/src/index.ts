@@ -1,4 +1,4 @@
-export { GatehouseClient, GatehouseError, readCookie } from "./client";
+export { GatehouseClient, GatehouseError, MfaRequiredError, readCookie } from "./client";
 export type {
   ClientOptions,
   LoginEventDetail,
@@ -6,8 +6,11 @@ export type {
   LogoutReason,
   LogoutScope,
   MagicLinkProof,
+  MfaMethod,
+  MfaStatus,
   Session,
   TokenEventDetail,
+  TotpEnrolment,
   User,
 } from "./client";
 export { attachGatehouse } from "./axios";

@@ -3,8 +3,9 @@
 // token from the address bar at once; the rest waits for the document.
 import { mailLink } from "./link";
 import type { MailLink } from "./link";
-import { GatehouseClient, GatehouseError } from "../client";
-import type { LogoutReason, Session, User } from "../client";
+import { GatehouseClient, GatehouseError, MfaRequiredError } from "../client";
+import type { LogoutReason, MfaStatus, Session, User } from "../client";
+import { qrCanvas } from "./qr";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -21,6 +22,7 @@ let loading: HTMLElement;
 let signin: HTMLElement;
 let codeEntry: HTMLElement;
 let reset: HTMLElement;
+let mfaStep: HTMLElement;
 let account: HTMLElement;
 let logoutBtn: HTMLButtonElement;
 let sessionsBody: HTMLElement;
@@ -58,7 +60,9 @@ function describe(err: unknown, messages: Messages = {}): string {
       case "email_taken":
         return "That email address belongs to another account.";
       case "mfa_required":
-        return "This account is protected by a second factor, which this page cannot ask for yet.";
+        return "This account is protected by a second factor, which this page cannot ask for.";
+      case "already_enabled":
+        return "An authenticator app is already set up for your account.";
       case "rate_limited":
         return "Too many attempts. Please wait a moment and try again.";
       case "weak_password":
@@ -121,13 +125,16 @@ function cell(row: HTMLTableRowElement, ...content: (string | Node)[]): HTMLTabl
 
 /** Shows one of the main sections (or none while loading), hiding the others. */
 function showSection(section: HTMLElement | null): void {
-  for (const s of [loading, signin, codeEntry, reset, account]) s.hidden = s !== section;
+  for (const s of [loading, signin, codeEntry, reset, mfaStep, account]) s.hidden = s !== section;
   logoutBtn.hidden = section !== account;
 }
 
 function showSignedOut(message: string): void {
+  pendingMfa = null;
   showSection(signin);
   sessionsBody.replaceChildren();
+  closeSecurityPanels();
+  $<HTMLInputElement>("totp-password").value = "";
   if (message) say(message);
   $<HTMLInputElement>("email").focus();
 }
@@ -138,6 +145,7 @@ function showUser(user: User): void {
   $("user-email").textContent = user.email;
   $<HTMLInputElement>("password-username").value = user.email;
   $<HTMLInputElement>("change-email-username").value = user.email;
+  $<HTMLInputElement>("totp-username").value = user.email;
   // Only an explicit false shows the banner (a server without the field never does).
   $("verify-banner").hidden = user.email_verified !== false;
   $("verify-address").textContent = user.email;
@@ -235,6 +243,331 @@ async function sendMagicLink(email: string): Promise<void> {
   $("code").focus();
 }
 
+// ------------------------------------------------------- second factor at sign-in
+
+type SecondFactor = "totp" | "recovery_code";
+
+/** A sign-in waiting for its second factor. The mfa_token lives here, in memory only. */
+let pendingMfa: { token: string; methods: SecondFactor[]; mode: SecondFactor; startedAt: number; failures: number } | null = null;
+
+/** The server voids an mfa_token after 5 minutes or 5 wrong codes. */
+const MFA_TOKEN_MS = 5 * 60_000;
+const MFA_MAX_FAILURES = 5;
+
+function setMfaMode(mode: SecondFactor): void {
+  if (!pendingMfa) return;
+  pendingMfa.mode = mode;
+  const totp = mode === "totp";
+  $("mfa-totp-field").hidden = !totp;
+  $("mfa-recovery-field").hidden = totp;
+  $("mfa-switch").textContent = totp ? "Use a recovery code" : "Use your authenticator app";
+  $("mfa-intro").textContent = totp
+    ? "Your account has two-step sign-in. Enter the 6-digit code your authenticator app shows now."
+    : "Enter one of the recovery codes you saved when you set up two-step sign-in.";
+  $<HTMLInputElement>(totp ? "mfa-code" : "mfa-recovery").focus();
+}
+
+/** The first factor checked out: ask for the second one. */
+function startMfa(err: MfaRequiredError): void {
+  const methods = err.methods.filter((m): m is SecondFactor => m === "totp" || m === "recovery_code");
+  if (!err.mfaToken || methods.length === 0) {
+    showSignedOut("");
+    fail("This account signs in with a second factor that this page does not offer. Use an app that supports it.");
+    return;
+  }
+  pendingMfa = { token: err.mfaToken, methods, mode: methods[0] as SecondFactor, startedAt: Date.now(), failures: 0 };
+  $<HTMLInputElement>("mfa-code").value = "";
+  $<HTMLInputElement>("mfa-recovery").value = "";
+  $("mfa-switch").hidden = methods.length < 2;
+  showSection(mfaStep);
+  say("");
+  setMfaMode(methods.includes("totp") ? "totp" : "recovery_code");
+}
+
+/** Back to the sign-in form, the pending sign-in forgotten. */
+function abandonMfa(message: string): void {
+  pendingMfa = null;
+  $<HTMLInputElement>("mfa-code").value = "";
+  $<HTMLInputElement>("mfa-recovery").value = "";
+  showSignedOut("");
+  if (message) fail(message);
+}
+
+/** Runs a sign-in: signed in, or on to the second-factor step. */
+async function signInWith(fn: () => Promise<User>): Promise<User | null> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof MfaRequiredError) {
+      startMfa(err);
+      return null;
+    }
+    throw err;
+  }
+}
+
+async function submitMfa(submit: HTMLButtonElement): Promise<void> {
+  const p = pendingMfa;
+  if (!p) return abandonMfa("");
+  if (Date.now() - p.startedAt > MFA_TOKEN_MS) {
+    return abandonMfa("This sign-in took too long. Please sign in again.");
+  }
+  const input = $<HTMLInputElement>(p.mode === "totp" ? "mfa-code" : "mfa-recovery");
+  const code = p.mode === "totp" ? input.value.replace(/\s+/g, "") : input.value.trim();
+  if (p.mode === "totp" && !/^[0-9]{6}$/.test(code)) {
+    fail("Enter the 6-digit code from your authenticator app.");
+    input.focus();
+    return;
+  }
+  if (!code) {
+    fail("Enter one of your recovery codes.");
+    input.focus();
+    return;
+  }
+  await busy(submit, async () => {
+    say("Checking the code…");
+    let user: User;
+    try {
+      user = await gh.verifyMfa(p.token, p.mode, code);
+    } catch (err) {
+      if (err instanceof GatehouseError && err.code === "invalid_code") {
+        p.failures++;
+        input.value = "";
+        if (p.failures >= MFA_MAX_FAILURES) return abandonMfa("Too many wrong codes. Please sign in again.");
+        fail(p.mode === "totp"
+          ? "That code is not right. Enter the code your authenticator app shows now (each code works once)."
+          : "That recovery code is not right, or it was already used.");
+        input.focus();
+        return;
+      }
+      throw err;
+    }
+    pendingMfa = null;
+    $<HTMLInputElement>("mfa-code").value = "";
+    $<HTMLInputElement>("mfa-recovery").value = "";
+    say(`Signed in as ${user.email}.`);
+    $("account-title").focus();
+  });
+}
+
+// --------------------------------------------------------- security section
+
+/** Hides the forms and panels of the security section; forgets the secret, QR and codes shown. */
+function closeSecurityPanels(): void {
+  for (const id of ["totp-password-form", "totp-enrol", "recovery-panel", "mfa-code-form"]) $(id).hidden = true;
+  $("totp-qr").replaceChildren();
+  $("totp-secret").textContent = "";
+  $("recovery-codes").replaceChildren();
+  $<HTMLInputElement>("totp-code").value = "";
+  $<HTMLInputElement>("mfa-manage-code").value = "";
+}
+
+let mfaOn = false;
+
+function renderMfa(status: MfaStatus): void {
+  mfaOn = status.totp;
+  $("mfa-status").textContent = status.totp
+    ? "Two-step sign-in is on: signing in also asks for a code from your authenticator app."
+    : "Two-step sign-in is off: your password alone signs you in.";
+  showMfaActions(true);
+}
+
+/** Shows the buttons that fit the current state, or none while a form is open. */
+function showMfaActions(show: boolean): void {
+  $("mfa-off-actions").hidden = !show || mfaOn;
+  $("mfa-on-actions").hidden = !show || !mfaOn;
+}
+
+async function loadSecurity(): Promise<void> {
+  renderMfa(await gh.mfaStatus());
+}
+
+/** Groups a base32 secret in fours for reading and typing. */
+function groupSecret(secret: string): string {
+  return secret.replace(/(.{4})(?=.)/g, "$1 ");
+}
+
+/** Shows freshly issued recovery codes (once: they leave the page with "I saved them"). */
+function showRecoveryCodes(codes: string[]): void {
+  recoveryCodes = codes;
+  const items = codes.map((c) => {
+    const li = document.createElement("li");
+    li.textContent = c;
+    return li;
+  });
+  $("recovery-codes").replaceChildren(...items);
+  $("recovery-panel").hidden = false;
+  showMfaActions(false);
+  $("recovery-title").focus();
+}
+
+/** The recovery codes on screen, for Copy and Download. */
+let recoveryCodes: string[] = [];
+
+function recoveryText(): string {
+  const who = gh.user?.email ? ` for ${gh.user.email}` : "";
+  return `Gatehouse recovery codes${who}\nEach code signs you in once. Keep them somewhere safe.\n\n${recoveryCodes.join("\n")}\n`;
+}
+
+/** What the shared code form does: turn the app off, or issue new recovery codes. */
+let codeFormAction: "disable" | "regenerate" = "disable";
+
+function openCodeForm(action: "disable" | "regenerate"): void {
+  closeSecurityPanels();
+  codeFormAction = action;
+  const disable = action === "disable";
+  $("mfa-code-title").textContent = disable ? "Turn off two-step sign-in" : "New recovery codes";
+  $("mfa-manage-label").textContent = disable
+    ? "A code from your authenticator app, or a recovery code"
+    : "6-digit code from your authenticator app";
+  $("mfa-code-submit").textContent = disable ? "Turn off" : "Get new codes";
+  $("mfa-code-form").hidden = false;
+  showMfaActions(false);
+  $("mfa-manage-code").focus();
+}
+
+function cancelSecurityForm(): void {
+  closeSecurityPanels();
+  showMfaActions(true);
+  say("");
+  $("security-title").focus();
+}
+
+function wireSecurity(): void {
+  for (const id of ["totp-password-form", "totp-confirm-form", "mfa-code-form"]) {
+    const cancel = $(id).querySelector("button.cancel") as HTMLButtonElement;
+    cancel.addEventListener("click", cancelSecurityForm);
+  }
+
+  $<HTMLButtonElement>("totp-start").addEventListener("click", () => {
+    closeSecurityPanels();
+    $("totp-password-form").hidden = false;
+    showMfaActions(false);
+    $("totp-password").focus();
+  });
+
+  $<HTMLFormElement>("totp-password-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const password = $<HTMLInputElement>("totp-password");
+    if (!password.value) {
+      fail("Enter your password.");
+      password.focus();
+      return;
+    }
+    const submit = (e.currentTarget as HTMLFormElement).querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      let enrolment;
+      try {
+        enrolment = await gh.startTotpEnrolment(password.value);
+      } catch (err) {
+        if (err instanceof GatehouseError && err.code === "already_enabled") {
+          password.value = "";
+          closeSecurityPanels();
+          await loadSecurity();
+        }
+        throw err;
+      }
+      password.value = "";
+      $("totp-password-form").hidden = true;
+      $("totp-qr").replaceChildren(qrCanvas(enrolment.otpauth_uri, "QR code to scan with your authenticator app"));
+      $("totp-secret").textContent = groupSecret(enrolment.secret);
+      $<HTMLInputElement>("totp-code").value = "";
+      $("totp-enrol").hidden = false;
+      say("");
+      $("totp-enrol-title").focus();
+    }, { invalid_credentials: "Your password is not correct." });
+  });
+
+  $<HTMLFormElement>("totp-confirm-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $<HTMLInputElement>("totp-code");
+    const code = input.value.replace(/\s+/g, "");
+    if (!/^[0-9]{6}$/.test(code)) {
+      fail("Enter the 6-digit code your authenticator app shows.");
+      input.focus();
+      return;
+    }
+    const submit = (e.currentTarget as HTMLFormElement).querySelector("button[type=submit]") as HTMLButtonElement;
+    void busy(submit, async () => {
+      const codes = await gh.confirmTotp(code);
+      closeSecurityPanels();
+      mfaOn = true;
+      await loadSecurity().catch(() => renderMfa({ totp: true, passkeys: 0 }));
+      showRecoveryCodes(codes);
+      say("Two-step sign-in is on. Save your recovery codes now: they are shown only once.");
+    }, { invalid_code: "That code is not right. Enter the code the app shows now, and check that your device's clock is right." });
+  });
+
+  $<HTMLButtonElement>("totp-off").addEventListener("click", () => openCodeForm("disable"));
+  $<HTMLButtonElement>("recovery-new").addEventListener("click", () => openCodeForm("regenerate"));
+
+  $<HTMLFormElement>("mfa-code-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $<HTMLInputElement>("mfa-manage-code");
+    const raw = input.value.trim();
+    const code = /^[0-9\s]+$/.test(raw) ? raw.replace(/\s+/g, "") : raw;
+    if (!code || (codeFormAction === "regenerate" && !/^[0-9]{6}$/.test(code))) {
+      fail(codeFormAction === "regenerate" ? "Enter the 6-digit code from your authenticator app." : "Enter a code from your authenticator app or a recovery code.");
+      input.focus();
+      return;
+    }
+    const submit = (e.currentTarget as HTMLFormElement).querySelector("button[type=submit]") as HTMLButtonElement;
+    const action = codeFormAction;
+    void busy(submit, async () => {
+      if (action === "disable") {
+        await gh.disableTotp(code);
+        closeSecurityPanels();
+        await loadSecurity().catch(() => renderMfa({ totp: false, passkeys: 0 }));
+        say("Two-step sign-in is off. Your recovery codes no longer work.");
+        $("security-title").focus();
+      } else {
+        const codes = await gh.regenerateRecoveryCodes(code);
+        closeSecurityPanels();
+        showRecoveryCodes(codes);
+        say("New recovery codes: the old ones no longer work. Save these now: they are shown only once.");
+      }
+    }, {
+      invalid_code: action === "disable"
+        ? "That code is not right. Enter the code your authenticator app shows now, or an unused recovery code."
+        : "That code is not right. Enter the code your authenticator app shows now.",
+    });
+  });
+
+  $<HTMLButtonElement>("recovery-copy").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      try {
+        await navigator.clipboard.writeText(recoveryCodes.join("\n") + "\n");
+        say("Recovery codes copied.");
+      } catch {
+        // No clipboard access: select the list so that the keyboard shortcut copies it.
+        getSelection()?.selectAllChildren($("recovery-codes"));
+        fail("This browser did not let the page copy. The codes are selected: press Ctrl+C (\u2318C on a Mac) to copy them.");
+      }
+    }),
+  );
+
+  $<HTMLButtonElement>("recovery-download").addEventListener("click", () => {
+    const url = URL.createObjectURL(new Blob([recoveryText()], { type: "text/plain;charset=utf-8" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "gatehouse-recovery-codes.txt";
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    say("Recovery codes downloaded.");
+  });
+
+  $<HTMLButtonElement>("recovery-done").addEventListener("click", () => {
+    recoveryCodes = [];
+    closeSecurityPanels();
+    showMfaActions(true);
+    say("");
+    $("security-title").focus();
+  });
+}
+
 /** Once the user is known: the signed-in page, or the sign-in form. */
 async function resumeSession(): Promise<void> {
   let user: User | null;
@@ -276,9 +609,11 @@ async function followLink(link: MailLink): Promise<void> {
     case "magic-link":
       say("Signing in…");
       try {
-        const user = await gh.verifyMagicLink({ token: link.token });
-        say(`Signed in as ${user.email}.`);
-        $("account-title").focus();
+        const user = await signInWith(() => gh.verifyMagicLink({ token: link.token }));
+        if (user) {
+          say(`Signed in as ${user.email}.`);
+          $("account-title").focus();
+        }
         return;
       } catch (err) {
         fail(describe(err, { invalid_link: "This sign-in link is invalid: it has expired, was already used, or a newer email replaced it. Ask for a new one below." }));
@@ -303,6 +638,7 @@ function main(): void {
   signin = $("signin");
   codeEntry = $("code-entry");
   reset = $("reset");
+  mfaStep = $("mfa-step");
   account = $("account");
   logoutBtn = $<HTMLButtonElement>("logout");
   sessionsBody = $("sessions");
@@ -310,8 +646,10 @@ function main(): void {
   gh.on("logout", ({ reason }) => showSignedOut(LOGOUT_MESSAGES[reason]));
   gh.on("login", ({ user }) => {
     // Signed in here or in another tab.
+    pendingMfa = null;
     showUser(user);
     void busy(null, loadSessions);
+    void busy(null, loadSecurity);
   });
 
   $<HTMLFormElement>("signin-form").addEventListener("submit", (e) => {
@@ -327,8 +665,9 @@ function main(): void {
     const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
     void busy(submit, async () => {
       say("Signing in…");
-      const user = await gh.login(email.value.trim(), password.value);
+      const user = await signInWith(() => gh.login(email.value.trim(), password.value));
       password.value = "";
+      if (!user) return;
       say(`Signed in as ${user.email}.`);
       $("account-title").focus();
     });
@@ -362,12 +701,32 @@ function main(): void {
     const submit = form.querySelector("button[type=submit]") as HTMLButtonElement;
     void busy(submit, async () => {
       say("Signing in…");
-      const user = await gh.verifyMagicLink({ email: codeEmail, code });
+      const user = await signInWith(() => gh.verifyMagicLink({ email: codeEmail, code }));
       input.value = "";
+      if (!user) return;
       say(`Signed in as ${user.email}.`);
       $("account-title").focus();
     });
   });
+
+  $<HTMLFormElement>("mfa-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const submit = (e.currentTarget as HTMLFormElement).querySelector("button[type=submit]") as HTMLButtonElement;
+    void submitMfa(submit);
+  });
+
+  $<HTMLButtonElement>("mfa-switch").addEventListener("click", () => {
+    if (!pendingMfa) return;
+    say("");
+    setMfaMode(pendingMfa.mode === "totp" ? "recovery_code" : "totp");
+  });
+
+  $<HTMLButtonElement>("mfa-cancel").addEventListener("click", () => {
+    abandonMfa("");
+    say("");
+  });
+
+  wireSecurity();
 
   $<HTMLButtonElement>("code-resend").addEventListener("click", (e) =>
     void busy(e.currentTarget as HTMLButtonElement, () => sendMagicLink(codeEmail)),
