@@ -204,12 +204,12 @@ describe("mail flows on the account page", () => {
     const code = mailCode(mail);
 
     const wrong = code === "000000" ? "111111" : "000000";
-    await page.getByLabel("6-digit code").fill(wrong);
+    await page.locator("#code-entry").getByLabel("6-digit code").fill(wrong);
     await page.getByRole("button", { name: "Continue" }).click();
     await page.getByRole("alert").getByText(/That code is not right/).waitFor();
     assert.equal(await page.locator("#code-entry").isVisible(), true);
 
-    await page.getByLabel("6-digit code").fill(code);
+    await page.locator("#code-entry").getByLabel("6-digit code").fill(code);
     await page.getByRole("button", { name: "Continue" }).click();
     await page.locator("#account").waitFor({ state: "visible" });
     assert.equal(await page.locator("#user-email").textContent(), user.email);
@@ -264,12 +264,12 @@ describe("mail flows on the account page", () => {
     await signIn(page, user.email, user.password);
 
     await page.getByLabel("New email address").fill(newEmail);
-    await page.getByLabel("Your password", { exact: true }).fill("not the password at all");
+    await page.locator("#change-email-password").fill("not the password at all");
     await page.getByRole("button", { name: "Change email" }).click();
     await page.getByRole("alert").getByText("Your password is not correct.").waitFor();
     assert.equal(await page.locator("#account").isVisible(), true, "a wrong password does not sign out");
 
-    await page.getByLabel("Your password", { exact: true }).fill(user.password);
+    await page.locator("#change-email-password").fill(user.password);
     await page.getByRole("button", { name: "Change email" }).click();
     await page.getByText(`We sent a link to ${newEmail}`).waitFor();
 
