@@ -128,7 +128,24 @@ const (
 	// SecretMFA is the mfa_token of a sign-in waiting for its second
 	// factor; Data holds the first factor's methods, space-separated.
 	SecretMFA SecretKind = "mfa"
+	// WebAuthn ceremonies begun on one instance and finished on any: Data
+	// holds the ceremony's session data (challenge, allowed credentials).
+	SecretPasskeyRegister SecretKind = "passkey_register"
+	SecretPasskeyLogin    SecretKind = "passkey_login"
 )
+
+// Passkey is a WebAuthn credential registered by a user.
+type Passkey struct {
+	ID           string // Gatehouse's id, used in the API
+	UserID       string
+	CredentialID []byte // the authenticator's credential id
+	// Credential is the go-webauthn credential (public key, sign count,
+	// flags, attestation) as JSON; none of it is secret.
+	Credential []byte
+	Name       string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero until first used
+}
 
 // TOTPFactor is a user's authenticator-app factor as stored: the secret is
 // sealed under a key derived from the master secret before it reaches a
@@ -382,4 +399,27 @@ type SecretAttempts interface {
 	// maxAttempts, and returns it (Attempts already counting this one).
 	// ErrNotFound otherwise, changing nothing.
 	SpendSecretAttempt(ctx context.Context, kind SecretKind, id string, mac []byte, now time.Time, maxAttempts int) (OneTimeSecret, error)
+}
+
+// PasskeyStore keeps users' passkeys.
+type PasskeyStore interface {
+	// CreatePasskey stores p. ErrStale when a passkey with the same
+	// CredentialID exists (for any user); ErrNotFound without the user.
+	CreatePasskey(ctx context.Context, p Passkey) error
+	// Passkeys returns the user's passkeys, oldest first.
+	Passkeys(ctx context.Context, userID string) ([]Passkey, error)
+	// PasskeyByCredentialID finds a passkey by its credential id, or
+	// ErrNotFound.
+	PasskeyByCredentialID(ctx context.Context, credentialID []byte) (Passkey, error)
+	// UpdatePasskeyUse replaces the stored credential (its sign count and
+	// flags move on every use) and sets LastUsedAt, only while the stored
+	// credential is still oldCredential (a compare-and-swap, so two
+	// concurrent uses of one assertion cannot both pass). ErrStale
+	// otherwise, ErrNotFound when the passkey is gone.
+	UpdatePasskeyUse(ctx context.Context, id string, oldCredential, credential []byte, at time.Time) error
+	// DeletePasskey deletes the user's passkey id; ErrNotFound when the
+	// user has no such passkey.
+	DeletePasskey(ctx context.Context, userID, id string) error
+	// CountPasskeys counts the user's passkeys.
+	CountPasskeys(ctx context.Context, userID string) (int, error)
 }
