@@ -28,6 +28,12 @@ var (
 	ErrNotConfigured = errors.New("not configured")
 	// ErrAlreadyEnabled: a second factor of that kind is already on.
 	ErrAlreadyEnabled = errors.New("already enabled")
+	// Passkeys: ErrBadCredential refuses a registration (400),
+	// ErrInvalidCredential a sign-in (401); both are invalid_credential.
+	ErrBadCredential     = errors.New("credential refused")
+	ErrInvalidCredential = errors.New("invalid credential")
+	// ErrLastLoginMethod: removing this would leave no way to sign in.
+	ErrLastLoginMethod = errors.New("last login method")
 )
 
 // WeakPasswordError says which password field holds a too-common password.

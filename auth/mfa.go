@@ -44,14 +44,27 @@ func (e *MFARequiredError) Error() string { return "second factor required" }
 // requireSecondFactor returns the mfa_token answer when u has a second
 // factor, nil otherwise. first lists the methods already used.
 func (s *Service) requireSecondFactor(ctx context.Context, u gatehouse.User, first []string) error {
-	if !u.TOTPEnabled || s.MFA == nil {
+	var methods []string
+	if u.TOTPEnabled && s.MFA != nil {
+		methods = append(methods, FactorTOTP, FactorRecoveryCode)
+	}
+	if s.WebAuthn != nil {
+		n, err := s.PasskeyCount(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			methods = append(methods, FactorPasskey)
+		}
+	}
+	if len(methods) == 0 {
 		return nil
 	}
 	tok, err := s.newSecret(ctx, gatehouse.SecretMFA, u.ID, strings.Join(first, " "), mfaTokenTTL)
 	if err != nil {
 		return err
 	}
-	return &MFARequiredError{Token: tok, Methods: []string{FactorTOTP, FactorRecoveryCode}}
+	return &MFARequiredError{Token: tok, Methods: methods}
 }
 
 // VerifyMFAInput is the second step of a sign-in.

@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/sealbox"
 	"github.com/gatehouse/gatehouse/token"
+	"github.com/go-webauthn/webauthn/webauthn"
 )
 
 // Revocation reasons recorded on sessions.
@@ -123,6 +124,10 @@ type Deps struct {
 	Attempts    gatehouse.SecretAttempts
 	TOTPBox     *sealbox.Box
 	RecoveryKey []byte
+
+	// Passkeys; WebAuthn nil switches them off (404 not_configured).
+	Passkeys gatehouse.PasskeyStore
+	WebAuthn *webauthn.WebAuthn
 }
 
 // Service implements every Gatehouse operation.

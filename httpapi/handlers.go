@@ -329,6 +329,10 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	passkeys, err := s.auth.PasskeyCount(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
 	type mfaJSON struct {
 		TOTP     bool `json:"totp"`
 		Passkeys int  `json:"passkeys"`
@@ -336,7 +340,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, struct {
 		User userJSON `json:"user"`
 		MFA  mfaJSON  `json:"mfa"`
-	}{toUserJSON(u, false), mfaJSON{TOTP: u.TOTPEnabled}})
+	}{toUserJSON(u, false), mfaJSON{TOTP: u.TOTPEnabled, Passkeys: passkeys}})
 	return nil
 }
 

@@ -71,6 +71,8 @@ var titles = map[string]string{
 	"not_configured":         "Not configured",
 	"mfa_required":           "Second factor required",
 	"already_enabled":        "Already enabled",
+	"invalid_credential":     "Invalid credential",
+	"last_login_method":      "Last login method",
 }
 
 // writeError is the one place where errors become HTTP responses. Details
@@ -120,6 +122,12 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		p.MFAToken, p.Methods = mfaErr.Token, mfaErr.Methods
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")
+	case errors.Is(err, auth.ErrBadCredential):
+		p.Status, p.Code, p.Detail = http.StatusBadRequest, "invalid_credential", "The passkey could not be registered."
+	case errors.Is(err, auth.ErrInvalidCredential):
+		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_credential", "The passkey was not accepted."
+	case errors.Is(err, auth.ErrLastLoginMethod):
+		p.Status, p.Code, p.Detail = http.StatusConflict, "last_login_method", "This is the last way to sign in to the account; add another first."
 	case errors.Is(err, auth.ErrAlreadyEnabled):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "already_enabled", "This second factor is already enabled."
 	case errors.Is(err, auth.ErrNotConfigured):
