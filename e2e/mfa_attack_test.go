@@ -1,17 +1,18 @@
 package e2e
 
 // Attacks on the second factor (API.md part 2, "Second factors"): no
-// session or token before the second factor, mfa_tokens used twice, after
-// five failures, with another user's codes or concurrently, guessing
-// spread over many mfa_tokens (limited per account, also across two
-// instances sharing PostgreSQL and Redis), and the TOTP secret read from
-// the database file.
+// session or token before the second factor, mfa_tokens voided by a newer
+// sign-in, used twice, after five failures, with another user's codes or
+// concurrently, guessing spread over the mfa_tokens of many sign-ins
+// (limited per account, also across two instances sharing PostgreSQL and
+// Redis), and the TOTP secret read from the database file.
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +33,10 @@ func TestMFAAttacks(t *testing.T) {
 		t.Run("no session before the second factor", func(t *testing.T) {
 			t.Parallel()
 			mfaAttackNoSessionBefore(t, s)
+		})
+		t.Run("a newer sign-in voids the older mfa_token", func(t *testing.T) {
+			t.Parallel()
+			mfaAttackOlderTokenVoid(t, s)
 		})
 		t.Run("mfa_token is single use", func(t *testing.T) {
 			t.Parallel()
@@ -59,22 +64,36 @@ func TestMFAAttacks(t *testing.T) {
 // mfaAttackNoSessionBefore: between the password and the second factor
 // there is no session (GET /auth/sessions from another device shows none),
 // no cookie and no token; the mfa_token is neither an access nor a refresh
-// token; mixing methods and codes gets nothing.
+// token; mixing methods and codes gets nothing. Each mfa_token is used
+// right after the sign-in that issued it: a newer sign-in voids it.
 func mfaAttackNoSessionBefore(t *testing.T, s *server) {
 	d0 := s.newUser(t, true)
 	f, rc := mfaEnable(t, d0)
 	before := mfaSessionIDs(t, s, d0.Access())
 
+	// Wrong pairings of method and code on the mfa_token of one sign-in:
+	// nothing.
+	dm, tokM := mfaChallenge(t, s, d0.email, d0.password, true)
+	r := mfaVerify(t, dm, tokM, "recovery_code", f.next(t))
+	expectStatusIn(t, r, http.StatusUnauthorized, http.StatusUnprocessableEntity)
+	r = mfaVerify(t, dm, tokM, "totp", rc[0])
+	expectStatusIn(t, r, http.StatusUnauthorized, http.StatusUnprocessableEntity)
+	r = mfaVerify(t, dm, tokM, "sms", f.wrong())
+	expectStatusIn(t, r, http.StatusBadRequest, http.StatusUnauthorized, http.StatusUnprocessableEntity)
+	r = mfaVerify(t, dm, tokM, "", "")
+	expectStatusIn(t, r, http.StatusBadRequest, http.StatusUnauthorized, http.StatusUnprocessableEntity)
+
+	// The next sign-in, cookie transport: no cookie, and its mfa_token
+	// opens nothing.
 	dc, tok := mfaChallenge(t, s, d0.email, d0.password, false)
 	if h := dc.cookieHeader("/"); h != "" {
 		t.Errorf("the device holds cookies before the second factor: %s", h)
 	}
-	// The mfa_token opens nothing.
 	for _, path := range []string{"/auth/me", "/auth/sessions"} {
 		r := s.do(t, "GET", path, nil, bearer(tok))
 		expect(t, r, http.StatusUnauthorized, "invalid_token")
 	}
-	r := s.do(t, "POST", "/auth/mfa/totp", map[string]any{"current_password": d0.password}, bearer(tok))
+	r = s.do(t, "POST", "/auth/mfa/totp", map[string]any{"current_password": d0.password}, bearer(tok))
 	expect(t, r, http.StatusUnauthorized, "invalid_token")
 	r = s.refreshWith(t, tok)
 	expect(t, r, http.StatusUnauthorized, "invalid_refresh_token")
@@ -86,19 +105,7 @@ func mfaAttackNoSessionBefore(t *testing.T, s *server) {
 	if r.Status/100 == 2 {
 		t.Errorf("%s: the mfa_token logged out", r)
 	}
-
-	// A wrong code, and wrong pairings of method and code, on another
-	// mfa_token of the same sign-in: nothing.
-	dm, tokM := mfaChallenge(t, s, d0.email, d0.password, true)
 	mfaRefused(t, mfaVerify(t, dc, tok, "totp", f.wrong()), "a wrong code")
-	r = mfaVerify(t, dm, tokM, "recovery_code", f.next(t))
-	expectStatusIn(t, r, http.StatusUnauthorized, http.StatusUnprocessableEntity)
-	r = mfaVerify(t, dm, tokM, "totp", rc[0])
-	expectStatusIn(t, r, http.StatusUnauthorized, http.StatusUnprocessableEntity)
-	r = mfaVerify(t, dm, tokM, "sms", f.wrong())
-	expectStatusIn(t, r, http.StatusBadRequest, http.StatusUnauthorized, http.StatusUnprocessableEntity)
-	r = mfaVerify(t, dm, tokM, "", "")
-	expectStatusIn(t, r, http.StatusBadRequest, http.StatusUnauthorized, http.StatusUnprocessableEntity)
 	if dm.Access() != "" || dc.Access() != "" {
 		t.Errorf("a refused second factor left an access token on a device")
 	}
@@ -112,6 +119,33 @@ func mfaAttackNoSessionBefore(t *testing.T, s *server) {
 	if len(after) != len(before)+1 || !slices.Contains(after, dc.sid) {
 		t.Errorf("sessions after the second factor: %v, want %v plus %s", after, before, dc.sid)
 	}
+}
+
+// mfaAttackOlderTokenVoid: a sign-in voids the user's older mfa_tokens
+// (API.md: one-time secrets are voided by a newer one of the same kind).
+// The right TOTP code and a right recovery code on the older one are
+// refused without being checked: neither is spent, and both then sign in
+// on the newer mfa_token and the next one.
+func mfaAttackOlderTokenVoid(t *testing.T, s *server) {
+	u := s.newUser(t, true)
+	f, rc := mfaEnable(t, u)
+	dOld, tokOld := mfaChallenge(t, s, u.email, u.password, true)
+	dNew, tokNew := mfaChallenge(t, s, u.email, u.password, false)
+	if tokNew == tokOld {
+		t.Fatalf("two sign-ins got the same mfa_token")
+	}
+	code := f.next(t)
+	mfaRefused(t, mfaVerify(t, dOld, tokOld, "totp", code), "the right TOTP code on an mfa_token voided by a newer sign-in")
+	mfaRefused(t, mfaVerify(t, dOld, tokOld, "recovery_code", rc[0]), "a right recovery code on an mfa_token voided by a newer sign-in")
+	if dOld.Access() != "" {
+		t.Errorf("a voided mfa_token gave a session")
+	}
+	mfaVerifyOK(t, dNew, tokNew, "totp", code, amrPwdOTP)
+	dNew.assertAlive(t, "the session of the newer mfa_token")
+	d3, tok3 := mfaChallenge(t, s, u.email, u.password, true)
+	mfaVerifyOK(t, d3, tok3, "recovery_code", rc[0], amrPwdRecovery)
+	// Voided stays void, also once the newer one has been used.
+	mfaRefused(t, mfaVerify(t, dOld, tokOld, "totp", f.next(t)), "a fresh TOTP code on a voided mfa_token")
 }
 
 // mfaAttackTokenReplay: an mfa_token that completed a sign-in is dead, for
@@ -157,8 +191,9 @@ func mfaAttackTokenReplay(t *testing.T, s *server) {
 }
 
 // mfaAttackConcurrentUses: racing requests never give two sessions: two
-// fresh codes on one mfa_token, one TOTP code on two mfa_tokens, one
-// recovery code on four mfa_tokens.
+// fresh codes on one mfa_token, one TOTP code sent on one mfa_token by
+// four requests at once, one recovery code likewise. (Only the newest
+// mfa_token of a user is live, so the races are on one mfa_token.)
 func mfaAttackConcurrentUses(t *testing.T, s *server) {
 	race := func(what string, n int, f func(i int) (int, string, error)) {
 		t.Helper()
@@ -196,25 +231,24 @@ func mfaAttackConcurrentUses(t *testing.T, s *server) {
 
 	w := s.newUser(t, true)
 	g, rc := mfaEnable(t, w)
-	var toks []string
-	for range 2 {
-		_, tk := mfaChallenge(t, s, w.email, w.password, true)
-		toks = append(toks, tk)
-	}
+	_, tokW := mfaChallenge(t, s, w.email, w.password, true)
 	code := g.next(t)
-	race("one TOTP code on two mfa_tokens", 2, func(i int) (int, string, error) {
-		return mfaRawVerify(s, toks[i], "totp", code, nil)
+	race("one TOTP code sent four times at once on one mfa_token", 4, func(int) (int, string, error) {
+		return mfaRawVerify(s, tokW, "totp", code, nil)
 	})
 	for round := range 3 {
-		toks = toks[:0]
-		for range 4 {
-			_, tk := mfaChallenge(t, s, w.email, w.password, true)
-			toks = append(toks, tk)
-		}
-		race("one recovery code on four mfa_tokens", 4, func(i int) (int, string, error) {
-			return mfaRawVerify(s, toks[i], "recovery_code", rc[round], nil)
+		_, tk := mfaChallenge(t, s, w.email, w.password, true)
+		race("one recovery code sent four times at once on one mfa_token", 4, func(int) (int, string, error) {
+			return mfaRawVerify(s, tk, "recovery_code", rc[round], nil)
 		})
 	}
+	// Every code raced above is spent.
+	d, tk := mfaChallenge(t, s, w.email, w.password, true)
+	mfaRefused(t, mfaVerify(t, d, tk, "totp", code), "a TOTP code that won a race")
+	for _, c := range []string{rc[0], rc[2]} {
+		mfaRefused(t, mfaVerify(t, d, tk, "recovery_code", c), "a recovery code that won a race")
+	}
+	mfaVerifyOK(t, d, tk, "recovery_code", rc[3], amrPwdRecovery)
 }
 
 // mfaAttackFiveFailures: five wrong codes void an mfa_token even for the
@@ -223,12 +257,12 @@ func mfaAttackFiveFailures(t *testing.T, s *server) {
 	u := s.newUser(t, true)
 	f, rc := mfaEnable(t, u)
 	dB, tokB := mfaChallenge(t, s, u.email, u.password, true)
-	dA, tokA := mfaChallenge(t, s, u.email, u.password, false)
 	for i := range 5 {
 		mfaRefused(t, mfaVerify(t, dB, tokB, "totp", f.wrong()), "wrong code "+string(rune('1'+i)))
 	}
 	mfaRefused(t, mfaVerify(t, dB, tokB, "totp", f.next(t)), "the right code after five failures")
 	mfaRefused(t, mfaVerify(t, dB, tokB, "recovery_code", rc[0]), "a recovery code after five failures")
+	dA, tokA := mfaChallenge(t, s, u.email, u.password, false)
 	for range 4 {
 		mfaRefused(t, mfaVerify(t, dA, tokA, "totp", f.wrong()), "a wrong code")
 	}
@@ -315,130 +349,169 @@ func mfaAttackWrongPassword(t *testing.T, s *server) {
 	}
 }
 
-// mfaGuessOutcome checks a sequence of answers to second-factor guesses
-// under a per-account limit of limit failures: every answer is 401
-// invalid_code or 429 rate_limited; once limited, always limited; at most
-// limit guesses are checked at all. It returns how many were.
-func mfaGuessOutcome(t *testing.T, what string, rs []*resp, limit int) int {
+// mfaGuessAcrossSignIns is how someone who knows an account's password
+// spreads second-factor guesses over many mfa_tokens: a sign-in with the
+// password, wrong guesses on the mfa_token it issued, the next sign-in,
+// and so on (each sign-in voids the older mfa_tokens, so guesses go to
+// the newest one only, and none of them reaches its own five). Round r is
+// one sign-in and per[r] wrong guesses, sent one after another or, with
+// concurrent, all at once. Sign-in i and guess j of the run go to
+// inst[i%len(inst)] and inst[j%len(inst)]; every request comes from a
+// client IP of its own.
+//
+// Under a per-account --rate-limit-login of limit: a sign-in answers 401
+// mfa_required (a new mfa_token) or 429 rate_limited, a guess 401
+// invalid_code (checked) or 429 rate_limited; once an answer was 429, every
+// later one is; at most limit guesses are checked in all. It returns the
+// newest mfa_token.
+func mfaGuessAcrossSignIns(t *testing.T, inst []*server, email, password string, f *mfaFactor, per []int, concurrent bool, limit int) string {
 	t.Helper()
-	checked, limited := 0, false
-	for i, r := range rs {
+	what := fmt.Sprintf("wrong guesses %v over %d sign-ins on %d instance(s)", per, len(per), len(inst))
+	if concurrent {
+		what = "concurrent " + what
+	}
+	tok, checked, guesses, limited := "", 0, 0, false
+	answer := func(i int, kind string, st int, code string) {
+		t.Helper()
 		switch {
-		case r.Status == http.StatusUnauthorized && r.Code() == "invalid_code":
-			checked++
-			if limited {
-				t.Errorf("%s: guess %d was checked after an earlier guess was limited: %s", what, i+1, r)
-			}
-		case r.Status == http.StatusTooManyRequests:
-			checkRateLimited(t, r)
+		case st == http.StatusTooManyRequests && code == "rate_limited":
 			limited = true
+		case limited:
+			t.Errorf("%s: %s %d answered %d %s after an earlier answer was 429, want 429 rate_limited", what, kind, i+1, st, code)
+		case kind == "guess" && st == http.StatusUnauthorized && code == "invalid_code":
+			checked++
 		default:
-			t.Errorf("%s: guess %d: %s\n\twant 401 invalid_code or 429 rate_limited", what, i+1, r)
+			t.Errorf("%s: %s %d answered %d %s", what, kind, i+1, st, code)
 		}
 	}
+	for round, n := range per {
+		s := inst[round%len(inst)]
+		r := s.do(t, "POST", "/auth/login", map[string]any{"email": email, "password": password, "token_transport": "body"},
+			hdr("X-Forwarded-For", prodIP()))
+		switch {
+		case r.Status == http.StatusTooManyRequests:
+			checkRateLimited(t, r)
+			answer(round, "sign-in", r.Status, r.Code())
+		case !limited:
+			tk := mfaCheckRequired(t, r)
+			if tk == "" {
+				t.FailNow()
+			}
+			tok = tk
+		default:
+			answer(round, "sign-in", r.Status, r.Code())
+		}
+		if tok == "" {
+			t.Fatalf("%s: the first sign-in gave no mfa_token", what)
+		}
+		wrong, ips := make([]string, n), make([]string, n)
+		for i := range n {
+			wrong[i], ips[i] = f.wrong(), prodIP()
+		}
+		sts, codes := make([]int, n), make([]string, n)
+		send := func(i int) {
+			st, code, err := mfaRawVerify(inst[(guesses+i)%len(inst)], tok, "totp", wrong[i], map[string]string{"X-Forwarded-For": ips[i]})
+			if err != nil {
+				t.Errorf("%s: guess %d: %v", what, guesses+i+1, err)
+			}
+			sts[i], codes[i] = st, code
+		}
+		if concurrent {
+			atOnce(n, send)
+			// Within a batch the order is unknown: only the next
+			// round sees a 429 of this one.
+			batchLimited := false
+			for i := range n {
+				if sts[i] == http.StatusTooManyRequests && codes[i] == "rate_limited" {
+					batchLimited = true
+					continue
+				}
+				answer(guesses+i, "guess", sts[i], codes[i])
+			}
+			limited = limited || batchLimited
+		} else {
+			for i := range n {
+				send(i)
+				answer(guesses+i, "guess", sts[i], codes[i])
+			}
+		}
+		guesses += n
+	}
 	if checked > limit {
-		t.Errorf("%s: %d wrong guesses were checked across the account's mfa_tokens, want at most %d (--rate-limit-login)", what, checked, limit)
+		t.Errorf("%s: %d wrong guesses were checked, want at most %d (--rate-limit-login %d per account)", what, checked, limit, limit)
 	}
 	if checked == 0 {
 		t.Errorf("%s: not one guess was checked", what)
 	}
-	t.Logf("%s: %d of %d guesses checked before the limit", what, checked, len(rs))
-	return checked
+	if !limited {
+		t.Errorf("%s: nothing was limited", what)
+	}
+	t.Logf("%s: %d of %d guesses checked", what, checked, guesses)
+	return tok
 }
 
-// TestMFAGuessingLimitedPerAccount: guesses spread over many mfa_tokens
-// (each below its own five) from many client IPs count against the
-// account's --rate-limit-login; then even the right code and the right
-// password are limited, while other accounts are not. Sequential and
-// concurrent, on SQLite.
+// TestMFAGuessingLimitedPerAccount: second-factor guesses spread over the
+// mfa_tokens of successive sign-ins, from many client IPs, count against
+// the account's --rate-limit-login; then even the right code and the
+// right password are limited, while other accounts are not. Sequential
+// and concurrent, on SQLite. The period is long enough that no attempt
+// comes back while the test runs.
 func TestMFAGuessingLimitedPerAccount(t *testing.T) {
 	mfaBegin(t)
-	const limit = 5
-	s := startServer(t, "--rate-limit-login", "5/1m", "--trusted-proxies", "127.0.0.1")
+	const limit = 3
+	s := startServer(t, "--rate-limit-login", "3/10m", "--trusted-proxies", "127.0.0.1")
 	ip := func() reqOpt { return hdr("X-Forwarded-For", prodIP()) }
+	verify := func(t *testing.T, tok, method, code string) *resp {
+		t.Helper()
+		return s.do(t, "POST", "/auth/mfa/verify",
+			map[string]any{"mfa_token": tok, "method": method, "code": code, "token_transport": "body"}, ip())
+	}
+	otherAccountFine := func(t *testing.T) {
+		t.Helper()
+		w := s.newUser(t, true)
+		g, _ := mfaEnable(t, w)
+		d, tok := mfaChallenge(t, s, w.email, w.password, true, ip())
+		mfaVerifyOK(t, d, tok, "totp", g.next(t), amrPwdOTP, ip())
+	}
 
 	t.Run("sequential", func(t *testing.T) {
 		t.Parallel()
 		v := s.newUser(t, true)
 		f, rc := mfaEnable(t, v)
-		var devs []*device
-		var toks []string
-		for range 3 {
-			d, tok := mfaChallenge(t, s, v.email, v.password, true, ip())
-			devs, toks = append(devs, d), append(toks, tok)
-		}
-		var rs []*resp
-		for i := range 9 {
-			rs = append(rs, mfaVerify(t, devs[i%3], toks[i%3], "totp", f.wrong(), ip()))
-		}
-		mfaGuessOutcome(t, "9 wrong guesses over 3 mfa_tokens", rs, limit)
-		checkRateLimited(t, mfaVerify(t, devs[0], toks[0], "totp", f.next(t), ip()))
-		checkRateLimited(t, mfaVerify(t, devs[1], toks[1], "recovery_code", rc[0], ip()))
+		// Sign-in, two guesses, sign-in, two guesses, sign-in, one guess:
+		// at most three reach the code check, then everything is limited.
+		tok := mfaGuessAcrossSignIns(t, []*server{s}, v.email, v.password, f, []int{2, 2, 1}, false, limit)
+		checkRateLimited(t, verify(t, tok, "totp", f.next(t)))
+		checkRateLimited(t, verify(t, tok, "recovery_code", rc[0]))
 		r := s.do(t, "POST", "/auth/login", map[string]any{"email": v.email, "password": v.password}, ip())
 		checkRateLimited(t, r)
-		for _, d := range devs {
-			if d.Access() != "" {
-				t.Errorf("a limited guess gave a session")
-			}
-		}
-
-		// Another account is not limited.
-		w := s.newUser(t, true)
-		g, _ := mfaEnable(t, w)
-		d, tok := mfaChallenge(t, s, w.email, w.password, true, ip())
-		mfaVerifyOK(t, d, tok, "totp", g.next(t), amrPwdOTP, ip())
+		otherAccountFine(t)
 	})
 
 	t.Run("concurrent", func(t *testing.T) {
 		t.Parallel()
 		v := s.newUser(t, true)
 		f, _ := mfaEnable(t, v)
-		var toks []string
-		for range 4 {
-			_, tok := mfaChallenge(t, s, v.email, v.password, true, ip())
-			toks = append(toks, tok)
-		}
-		const n = 16
-		wrong, ips := make([]string, n), make([]string, n)
-		for i := range n {
-			wrong[i], ips[i] = f.wrong(), prodIP()
-		}
-		sts, codes := make([]int, n), make([]string, n)
-		atOnce(n, func(i int) {
-			st, code, err := mfaRawVerify(s, toks[i%4], "totp", wrong[i], map[string]string{"X-Forwarded-For": ips[i]})
-			if err != nil {
-				t.Errorf("guess %d: %v", i, err)
-			}
-			sts[i], codes[i] = st, code
-		})
-		checked := 0
-		for i := range n {
-			switch {
-			case sts[i] == http.StatusUnauthorized && codes[i] == "invalid_code":
-				checked++
-			case sts[i] == http.StatusTooManyRequests && codes[i] == "rate_limited":
-			default:
-				t.Errorf("concurrent guess %d: %d %s, want 401 invalid_code or 429 rate_limited", i, sts[i], codes[i])
-			}
-		}
-		if checked > limit || checked == 0 {
-			t.Errorf("%d concurrent wrong guesses over 4 mfa_tokens: %d checked, want 1 to %d", n, checked, limit)
-		}
-		d := s.newDevice(true)
-		checkRateLimited(t, mfaVerify(t, d, toks[0], "totp", f.next(t), ip()))
+		// Sign-in, two guesses at once, sign-in, four guesses at once.
+		tok := mfaGuessAcrossSignIns(t, []*server{s}, v.email, v.password, f, []int{2, 4}, true, limit)
+		checkRateLimited(t, verify(t, tok, "totp", f.next(t)))
+		r := s.do(t, "POST", "/auth/login", map[string]any{"email": v.email, "password": v.password}, ip())
+		checkRateLimited(t, r)
+		otherAccountFine(t)
 	})
 }
 
 // TestMFAGuessingLimitedAcrossInstances: two instances sharing PostgreSQL
 // and Redis: an mfa_token from one completes on the other, a code spent on
-// one is refused by the other (also when both race), and guesses against
-// one account alternating between the instances share one limit.
+// one is refused by the other (also when both race), a sign-in on one
+// voids the mfa_token of an earlier sign-in on the other, and guesses
+// against one account alternating between the instances share one limit.
 func TestMFAGuessingLimitedAcrossInstances(t *testing.T) {
 	mfaBegin(t)
-	const limit = 5
+	const limit = 3
 	c, _ := prodNewCluster(t)
-	a := c.start(t, "--rate-limit-login", "5/1m")
-	b := c.start(t, "--rate-limit-login", "5/1m")
+	a := c.start(t, "--rate-limit-login", "3/10m")
+	b := c.start(t, "--rate-limit-login", "3/10m")
 	inst := []*server{a, b}
 	ip := func() reqOpt { return hdr("X-Forwarded-For", prodIP()) }
 	verify := func(t *testing.T, s *server, tok, method, code string) *resp {
@@ -463,29 +536,34 @@ func TestMFAGuessingLimitedAcrossInstances(t *testing.T) {
 				}
 			}
 		}
+		// fresh is refused below without being checked, so it stays
+		// unspent for the last sign-in.
+		fresh := f.next(t)
+		mfaRefused(t, verify(t, a, tokA, "totp", fresh), "an mfa_token used on the other instance")
 		_, tokB := mfaChallenge(t, b, u.email, u.password, true, ip())
 		mfaRefused(t, verify(t, a, tokB, "totp", code), "a code spent on the other instance")
-		mfaRefused(t, verify(t, a, tokA, "totp", f.next(t)), "an mfa_token used on the other instance")
+		// A sign-in on a voids the mfa_token of the sign-in on b.
+		_, tokA2 := mfaChallenge(t, a, u.email, u.password, true, ip())
+		for _, s := range inst {
+			mfaRefused(t, verify(t, s, tokB, "totp", fresh), "an mfa_token voided by a sign-in on the other instance")
+		}
+		expect(t, verify(t, b, tokA2, "totp", fresh), http.StatusOK, "")
 
-		// One fresh code on two mfa_tokens at two instances at once.
+		// One fresh code on one mfa_token at both instances at once.
 		w := b.newUser(t, true)
 		g, _ := mfaEnable(t, w)
-		var toks []string
-		for _, s := range inst {
-			_, tk := mfaChallenge(t, s, w.email, w.password, true, ip())
-			toks = append(toks, tk)
-		}
-		fresh := g.next(t)
+		_, tk := mfaChallenge(t, a, w.email, w.password, true, ip())
+		fresh = g.next(t)
 		sts := make([]int, 2)
 		atOnce(2, func(i int) {
-			st, _, err := mfaRawVerify(inst[i], toks[i], "totp", fresh, map[string]string{"X-Forwarded-For": prodIP()})
+			st, _, err := mfaRawVerify(inst[i], tk, "totp", fresh, map[string]string{"X-Forwarded-For": prodIP()})
 			if err != nil {
 				t.Errorf("race %d: %v", i, err)
 			}
 			sts[i] = st
 		})
 		if n := countOf(sts, http.StatusOK); n != 1 {
-			t.Errorf("one code raced on two instances: answers %v, want exactly one 200", sts)
+			t.Errorf("one code raced on one mfa_token at two instances: answers %v, want exactly one 200", sts)
 		}
 	})
 
@@ -493,21 +571,19 @@ func TestMFAGuessingLimitedAcrossInstances(t *testing.T) {
 		t.Parallel()
 		v := a.newUser(t, true)
 		f, rc := mfaEnable(t, v)
-		var toks []string
-		for i := range 4 {
-			_, tk := mfaChallenge(t, inst[i%2], v.email, v.password, true, ip())
-			toks = append(toks, tk)
-		}
-		var rs []*resp
-		for i := range 10 {
-			rs = append(rs, verify(t, inst[i%2], toks[(i/2)%4], "totp", f.wrong()))
-		}
-		mfaGuessOutcome(t, "10 wrong guesses over 4 mfa_tokens on 2 instances", rs, limit)
+		tok := mfaGuessAcrossSignIns(t, inst, v.email, v.password, f, []int{2, 2, 1}, false, limit)
+		checkRateLimited(t, verify(t, a, tok, "recovery_code", rc[0]))
+		checkRateLimited(t, verify(t, b, tok, "totp", f.next(t)))
 		for _, s := range inst {
-			checkRateLimited(t, verify(t, s, toks[0], "recovery_code", rc[0]))
 			checkRateLimited(t, s.do(t, "POST", "/auth/login", map[string]any{"email": v.email, "password": v.password}, ip()))
 		}
-		checkRateLimited(t, verify(t, b, toks[1], "totp", f.next(t)))
+		// Another account is not limited, on either instance.
+		w := b.newUser(t, true)
+		g, _ := mfaEnable(t, w)
+		for _, s := range inst {
+			d, tk := mfaChallenge(t, s, w.email, w.password, true, ip())
+			mfaVerifyOK(t, d, tk, "totp", g.next(t), amrPwdOTP, ip())
+		}
 	})
 }
 
