@@ -218,6 +218,7 @@ type Store interface {
 	SecretAttempts
 	MailOutbox
 	MFAStore
+	PasskeyStore
 
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.

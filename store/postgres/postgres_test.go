@@ -476,3 +476,51 @@ func newTestID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// TestDeleteUserCascadesPasskeys: deleting a user in SQL takes their
+// passkeys with it (their credential ids find nothing) and leaves the other users'
+// passkeys.
+func TestDeleteUserCascadesPasskeys(t *testing.T) {
+	s := openTestStore(t, Options{})
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var ids []string
+	credIDs := map[string][]byte{}
+	for _, email := range []string{"gone@example.com", "kept@example.com"} {
+		u := gatehouse.User{ID: newTestID(), Email: email, Role: gatehouse.RoleUser, PasswordHash: "x", CreatedAt: now}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatalf("CreateUser: %v", err)
+		}
+		for i := range 2 {
+			p := gatehouse.Passkey{ID: newTestID(), UserID: u.ID, CredentialID: []byte(newTestID()), Credential: []byte(`{}`),
+				Name: "key", CreatedAt: now.Add(time.Duration(i) * time.Second)}
+			if err := s.CreatePasskey(ctx, p); err != nil {
+				t.Fatalf("CreatePasskey: %v", err)
+			}
+			credIDs[u.ID] = p.CredentialID
+		}
+		ids = append(ids, u.ID)
+	}
+	gone, kept := ids[0], ids[1]
+	if _, err := s.pool.Exec(ctx, `DELETE FROM users WHERE id = $1`, gone); err != nil {
+		t.Fatalf("delete user: %v", err)
+	}
+	for id, want := range map[string]int64{gone: 0, kept: 2} {
+		var n int64
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM passkeys WHERE user_id = $1`, id).Scan(&n); err != nil {
+			t.Fatalf("count passkeys: %v", err)
+		}
+		if n != want {
+			t.Errorf("passkeys holds %d rows of user %s, want %d", n, id, want)
+		}
+	}
+	if _, err := s.PasskeyByCredentialID(ctx, credIDs[gone]); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("PasskeyByCredentialID(deleted user's key): %v, want ErrNotFound", err)
+	}
+	if _, err := s.PasskeyByCredentialID(ctx, credIDs[kept]); err != nil {
+		t.Errorf("PasskeyByCredentialID(kept user's key): %v", err)
+	}
+	if n, err := s.CountPasskeys(ctx, gone); err != nil || n != 0 {
+		t.Errorf("CountPasskeys(deleted user) = %d, %v; want 0, nil", n, err)
+	}
+}

@@ -316,3 +316,51 @@ func TestDeleteUserCascadesMFA(t *testing.T) {
 		t.Errorf("TOTP(deleted user): %v, want ErrNotFound", err)
 	}
 }
+
+// TestDeleteUserCascadesPasskeys: deleting a user in SQL takes their
+// passkeys with it (their credential ids find nothing) and leaves the other users'
+// passkeys.
+func TestDeleteUserCascadesPasskeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	s := mustOpen(t, path)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	gone, kept := seed(t, s, now).UserID, seed(t, s, now).UserID
+	credIDs := map[string][]byte{}
+	for _, id := range []string{gone, kept} {
+		for i := range 2 {
+			p := gatehouse.Passkey{ID: newID(), UserID: id, CredentialID: []byte(newID()), Credential: []byte(`{}`),
+				Name: "key", CreatedAt: now.Add(time.Duration(i) * time.Second)}
+			if err := s.CreatePasskey(t.Context(), p); err != nil {
+				t.Fatalf("CreatePasskey: %v", err)
+			}
+			credIDs[id] = p.CredentialID
+		}
+	}
+	// foreign_keys is a per-connection setting, off by default.
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM users WHERE id = ?`, gone); err != nil {
+		t.Fatalf("delete user: %v", err)
+	}
+	for id, want := range map[string]int{gone: 0, kept: 2} {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM passkeys WHERE user_id = ?`, id).Scan(&n); err != nil {
+			t.Fatalf("count passkeys: %v", err)
+		}
+		if n != want {
+			t.Errorf("passkeys holds %d rows of user %s, want %d", n, id, want)
+		}
+	}
+	if _, err := s.PasskeyByCredentialID(t.Context(), credIDs[gone]); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("PasskeyByCredentialID(deleted user's key): %v, want ErrNotFound", err)
+	}
+	if _, err := s.PasskeyByCredentialID(t.Context(), credIDs[kept]); err != nil {
+		t.Errorf("PasskeyByCredentialID(kept user's key): %v", err)
+	}
+	if n, err := s.CountPasskeys(t.Context(), gone); err != nil || n != 0 {
+		t.Errorf("CountPasskeys(deleted user) = %d, %v; want 0, nil", n, err)
+	}
+}

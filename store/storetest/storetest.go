@@ -108,6 +108,14 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"SpendSecretAttempt", testSpendSecretAttempt},
 		{"SpendSecretAttemptConcurrent", testSpendSecretAttemptConcurrent},
 
+		{"PasskeyRoundTrip", testPasskeyRoundTrip},
+		{"PasskeysListAndCount", testPasskeysListAndCount},
+		{"PasskeyByCredentialID", testPasskeyByCredentialID},
+		{"CreatePasskeyRefusals", testCreatePasskeyRefusals},
+		{"UpdatePasskeyUse", testUpdatePasskeyUse},
+		{"UpdatePasskeyUseConcurrent", testUpdatePasskeyUseConcurrent},
+		{"DeletePasskey", testDeletePasskey},
+
 		{"ClaimMail", testClaimMail},
 		{"ClaimMailLease", testClaimMailLease},
 		{"ClaimMailConcurrent", testClaimMailConcurrent},
