@@ -96,6 +96,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	// Passkeys need a relying party id a browser accepts (a host name,
+	// not an IP address); without one they are off, not fatal, so the
+	// zero-configuration start keeps working.
+	webAuthn, webAuthnErr := newWebAuthn(&c)
 	level, _ := parseLevel(c.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
@@ -167,6 +171,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
 		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailer,
 		MFA: b.store, Attempts: b.store, TOTPBox: totpBox, RecoveryKey: masterkey.Derive(b.master, masterkey.PurposeRecovery),
+		Passkeys: b.store, WebAuthn: webAuthn,
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
@@ -232,6 +237,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		servers = append(servers, msrv)
 		attrs = append(attrs, "metrics_addr", metricsLn.Addr().String())
 		go func() { errc <- msrv.Serve(metricsLn) }()
+	}
+	if webAuthnErr != nil {
+		logger.Warn("passkeys are off", "err", webAuthnErr)
 	}
 	logger.Info("gatehouse listening", attrs...)
 	go func() { errc <- srv.Serve(ln) }()
