@@ -88,7 +88,7 @@ export interface ClientOptions {
 export type MagicLinkProof = { token: string } | { email: string; code: string };
 
 /** A second-factor method the server offers after the first factor: `verifyMfa` takes
- * `totp` and `recovery_code`; `passkey` goes through the passkey endpoints. */
+ * `totp` and `recovery_code`; `passkey` is `verifyMfaWithPasskey`. */
 export type MfaMethod = "totp" | "recovery_code" | "passkey";
 
 /** The user's second factors (the `mfa` member of GET /auth/me). */
@@ -97,6 +97,16 @@ export interface MfaStatus {
   totp: boolean;
   /** How many passkeys the user has. */
   passkeys: number;
+}
+
+/** One of the user's passkeys (GET /auth/passkeys). */
+export interface Passkey {
+  id: string;
+  /** The name given when it was added (or the server's default). */
+  name: string;
+  created_at: string;
+  /** When it last signed in; null (or empty) when it never has. */
+  last_used_at: string | null;
 }
 
 /** The start of an authenticator-app enrolment: show `otpauth_uri` as a QR code and
@@ -128,15 +138,29 @@ export class GatehouseError extends Error {
 }
 
 /**
+ * Codes of the errors the passkey methods reject with when the browser's WebAuthn call
+ * fails (a `GatehouseError` with status 0; `problem.dom_exception` names the DOMException):
+ * - `passkey_cancelled`: the user cancelled the prompt, it timed out, or the device has no
+ *   passkey this server accepts (WebAuthn does not tell these apart: `NotAllowedError`);
+ * - `passkey_exists`: adding a passkey to a device that already holds one of this account's
+ *   (`InvalidStateError`);
+ * - `passkeys_unsupported`: the browser has no WebAuthn, or not for this page (`NotSupportedError`,
+ *   `SecurityError`: e.g. the page's host does not match the server's `--public-url`);
+ * - `passkey_failed`: any other failure of the browser's call.
+ */
+export type PasskeyErrorCode = "passkey_cancelled" | "passkey_exists" | "passkeys_unsupported" | "passkey_failed";
+
+/**
  * The first factor checked out but the account has a second factor: `login` and
  * `verifyMagicLink` reject with this (status 401, code `mfa_required`). No session exists
- * yet: pass `mfaToken` to `verifyMfa` with a code within 5 minutes. Keep the token in
- * memory only.
+ * yet: pass `mfaToken` to `verifyMfa` with a code, or to `verifyMfaWithPasskey`, within 5
+ * minutes. Keep the token in memory only.
  */
 export class MfaRequiredError extends GatehouseError {
-  /** The short-lived token that `verifyMfa` needs (5 minutes; voided after 5 wrong codes). */
+  /** The short-lived token that `verifyMfa` and `verifyMfaWithPasskey` need (5 minutes;
+   * voided after 5 wrong codes). */
   readonly mfaToken: string;
-  /** The second factors the user can use, e.g. `["totp", "recovery_code"]`. */
+  /** The second factors the user can use, e.g. `["totp", "recovery_code", "passkey"]`. */
   readonly methods: MfaMethod[];
   constructor(status: number, message: string, problem: Record<string, unknown>, mfaToken: string, methods: MfaMethod[]) {
     super(status, "mfa_required", message, problem);
@@ -202,6 +226,123 @@ async function toError(res: Response): Promise<GatehouseError> {
     return new MfaRequiredError(res.status, msg, problem, problem["mfa_token"] as string, methods);
   }
   return new GatehouseError(res.status, code, msg, problem);
+}
+
+// ------------------------------------------------------------ WebAuthn JSON
+
+/** Whether this browser can create and use passkeys (WebAuthn with public-key credentials). */
+export function supportsPasskeys(): boolean {
+  return typeof PublicKeyCredential === "function" && typeof navigator !== "undefined" && !!navigator.credentials;
+}
+
+type Json = Record<string, unknown>;
+
+function b64urlToBytes(s: string): Uint8Array {
+  const b64 = s.replace(/-/g, "+").replace(/_/g, "/");
+  const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function bytesToB64url(buf: ArrayBuffer | ArrayBufferView): string {
+  const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i] as number);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** A descriptor list with base64url ids turned into bytes (for browsers without the parse*FromJSON methods). */
+function descriptors(list: unknown): Json[] | undefined {
+  if (!Array.isArray(list)) return undefined;
+  return list.map((d: Json) => ({ ...d, id: b64urlToBytes(String(d["id"])) }));
+}
+
+type PkcStatics = {
+  parseCreationOptionsFromJSON?: (o: Json) => CredentialCreationOptions["publicKey"];
+  parseRequestOptionsFromJSON?: (o: Json) => CredentialRequestOptions["publicKey"];
+};
+
+/** PublicKeyCredential.parseCreationOptionsFromJSON, or the same by hand where it is missing. */
+function creationOptions(json: Json): PublicKeyCredentialCreationOptions {
+  const pkc = PublicKeyCredential as unknown as PkcStatics;
+  if (typeof pkc.parseCreationOptionsFromJSON === "function") {
+    return pkc.parseCreationOptionsFromJSON(json) as PublicKeyCredentialCreationOptions;
+  }
+  const user = json["user"] as Json;
+  const out: Json = { ...json, challenge: b64urlToBytes(String(json["challenge"])), user: { ...user, id: b64urlToBytes(String(user["id"])) } };
+  const exclude = descriptors(json["excludeCredentials"]);
+  if (exclude) out["excludeCredentials"] = exclude;
+  return out as unknown as PublicKeyCredentialCreationOptions;
+}
+
+/** PublicKeyCredential.parseRequestOptionsFromJSON, or the same by hand where it is missing. */
+function requestOptions(json: Json): PublicKeyCredentialRequestOptions {
+  const pkc = PublicKeyCredential as unknown as PkcStatics;
+  if (typeof pkc.parseRequestOptionsFromJSON === "function") {
+    return pkc.parseRequestOptionsFromJSON(json) as PublicKeyCredentialRequestOptions;
+  }
+  const out: Json = { ...json, challenge: b64urlToBytes(String(json["challenge"])) };
+  const allow = descriptors(json["allowCredentials"]);
+  if (allow) out["allowCredentials"] = allow;
+  return out as unknown as PublicKeyCredentialRequestOptions;
+}
+
+/** PublicKeyCredential.toJSON(), or the same by hand where it is missing. */
+function credentialJSON(cred: PublicKeyCredential): Json {
+  const c = cred as PublicKeyCredential & { toJSON?: () => Json };
+  if (typeof c.toJSON === "function") return c.toJSON();
+  const r = cred.response as AuthenticatorResponse & Partial<AuthenticatorAttestationResponse & AuthenticatorAssertionResponse>;
+  const response: Json = { clientDataJSON: bytesToB64url(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response["attestationObject"] = bytesToB64url(r.attestationObject);
+    response["transports"] = typeof r.getTransports === "function" ? r.getTransports() : [];
+    const key = typeof r.getPublicKey === "function" ? r.getPublicKey() : null;
+    if (key) response["publicKey"] = bytesToB64url(key);
+    if (typeof r.getPublicKeyAlgorithm === "function") response["publicKeyAlgorithm"] = r.getPublicKeyAlgorithm();
+    if (typeof r.getAuthenticatorData === "function") response["authenticatorData"] = bytesToB64url(r.getAuthenticatorData());
+  } else {
+    if (r.authenticatorData) response["authenticatorData"] = bytesToB64url(r.authenticatorData);
+    if (r.signature) response["signature"] = bytesToB64url(r.signature);
+    if (r.userHandle) response["userHandle"] = bytesToB64url(r.userHandle);
+  }
+  return {
+    id: cred.id,
+    rawId: bytesToB64url(cred.rawId),
+    type: cred.type,
+    response,
+    authenticatorAttachment: cred.authenticatorAttachment ?? null,
+    clientExtensionResults: cred.getClientExtensionResults(),
+  };
+}
+
+/** A WebAuthn failure of the browser as a GatehouseError (status 0), see PasskeyErrorCode. */
+function passkeyError(err: unknown, creating: boolean): GatehouseError {
+  if (err instanceof GatehouseError) return err;
+  const name = err instanceof Error || (typeof DOMException === "function" && err instanceof DOMException) ? (err as Error).name : "";
+  const message = err instanceof Error ? err.message : String(err);
+  let code: PasskeyErrorCode = "passkey_failed";
+  if (name === "NotAllowedError" || name === "AbortError") code = "passkey_cancelled";
+  else if (name === "InvalidStateError" && creating) code = "passkey_exists";
+  else if (name === "NotSupportedError" || name === "SecurityError") code = "passkeys_unsupported";
+  return new GatehouseError(0, code, message || name || "WebAuthn failed", { code, dom_exception: name, detail: message });
+}
+
+/** navigator.credentials.create/get for a server's JSON options; resolves to the credential's JSON. */
+async function webauthn(kind: "create" | "get", publicKey: Json): Promise<Json> {
+  if (!supportsPasskeys()) {
+    throw new GatehouseError(0, "passkeys_unsupported", "This browser does not support passkeys.", { code: "passkeys_unsupported" });
+  }
+  let cred: Credential | null;
+  try {
+    cred = kind === "create"
+      ? await navigator.credentials.create({ publicKey: creationOptions(publicKey) })
+      : await navigator.credentials.get({ publicKey: requestOptions(publicKey) });
+  } catch (err) {
+    throw passkeyError(err, kind === "create");
+  }
+  if (!cred) throw passkeyError(new DOMException("No credential was returned.", "NotAllowedError"), false);
+  return credentialJSON(cred as PublicKeyCredential);
 }
 
 /** Whether a 401 is about the access token (so a refresh may help), read from a copy of its body. */
@@ -765,6 +906,64 @@ export class GatehouseClient extends EventTarget {
    */
   verifyMfa(mfaToken: string, method: "totp" | "recovery_code", code: string): Promise<User> {
     return this.credentials("/auth/mfa/verify", { mfa_token: mfaToken, method, code });
+  }
+
+  /**
+   * Completes a sign-in that answered `MfaRequiredError` (with `"passkey"` among its
+   * `methods`) with a passkey of that user: the browser asks for it. Signs in like `login`.
+   * Rejects with `invalid_credential` (401: not one of this user's passkeys, or removed), or a
+   * `PasskeyErrorCode` (e.g. `passkey_cancelled`); the mfa token stays usable for another try.
+   */
+  verifyMfaWithPasskey(mfaToken: string): Promise<User> {
+    return this.passkeyLogin(mfaToken);
+  }
+
+  // --------------------------------------------------------------- passkeys
+
+  /**
+   * Signs in with a passkey, no email or password needed: the browser offers the passkeys it
+   * has for this server. Cookie mode, like `login` (fires "login"). Rejects with
+   * `invalid_credential` (401: a passkey the server does not know, e.g. removed from the
+   * account) or a `PasskeyErrorCode` (`passkey_cancelled` when the user cancelled or the
+   * device has none).
+   */
+  signInWithPasskey(): Promise<User> {
+    return this.passkeyLogin(undefined);
+  }
+
+  private async passkeyLogin(mfaToken: string | undefined): Promise<User> {
+    const withToken: Record<string, unknown> = mfaToken === undefined ? {} : { mfa_token: mfaToken };
+    const res = await this.post("/auth/passkeys/login/begin", withToken, "omit");
+    const begin = (await res.json()) as { publicKey: Json; challenge_id: string };
+    const credential = await webauthn("get", begin.publicKey);
+    return this.credentials("/auth/passkeys/login/finish", { challenge_id: begin.challenge_id, credential, ...withToken });
+  }
+
+  /**
+   * Adds a passkey to the signed-in user's account: the browser asks the user to create one
+   * (on this device, a phone or a security key). `name` tells the user's passkeys apart
+   * ("Work laptop"). Resolves to the new passkey. Rejects with `invalid_credential` (400), or
+   * a `PasskeyErrorCode`: `passkey_exists` when this device already holds one of the account's
+   * passkeys, `passkey_cancelled` when the user cancelled.
+   */
+  async registerPasskey(name?: string): Promise<Passkey> {
+    const begin = (await this.postJson<{ publicKey: Json }>("/auth/passkeys/register/begin", {})) as { publicKey: Json };
+    const credential = await webauthn("create", begin.publicKey);
+    const trimmed = name?.trim();
+    const body: Record<string, unknown> = trimmed ? { credential, name: trimmed } : { credential };
+    return ((await this.postJson<{ passkey: Passkey }>("/auth/passkeys/register/finish", body)) as { passkey: Passkey }).passkey;
+  }
+
+  /** The signed-in user's passkeys. */
+  async listPasskeys(): Promise<Passkey[]> {
+    const body = (await this.json<{ passkeys: Passkey[] }>("/auth/passkeys")) as { passkeys: Passkey[] };
+    return body.passkeys ?? [];
+  }
+
+  /** Removes one of the signed-in user's passkeys. Rejects with `last_login_method` (409) when
+   * nothing else would be left to sign in with (no password, no other passkey or provider). */
+  async deletePasskey(id: string): Promise<void> {
+    await this.json("/auth/passkeys/" + encodeURIComponent(id), { method: "DELETE" });
   }
 
   /** The signed-in user's second factors (from GET /auth/me); updates `user`. */

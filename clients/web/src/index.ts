@@ -1,4 +1,4 @@
-export { GatehouseClient, GatehouseError, MfaRequiredError, readCookie } from "./client";
+export { GatehouseClient, GatehouseError, MfaRequiredError, readCookie, supportsPasskeys } from "./client";
 export type {
   ClientOptions,
   LoginEventDetail,
@@ -8,6 +8,8 @@ export type {
   MagicLinkProof,
   MfaMethod,
   MfaStatus,
+  Passkey,
+  PasskeyErrorCode,
   Session,
   TokenEventDetail,
   TotpEnrolment,

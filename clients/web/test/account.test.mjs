@@ -34,7 +34,7 @@ async function openAccount(context) {
 async function signIn(page, user) {
   await page.getByLabel("Email", { exact: true }).fill(user.email);
   await page.getByLabel("Password", { exact: true }).fill(user.password);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.locator("#account").waitFor({ state: "visible" });
 }
 
@@ -97,7 +97,7 @@ describe("account page", () => {
     const page = await openAccount(context);
     await page.getByLabel("Email", { exact: true }).fill(user.email);
     await page.getByLabel("Password", { exact: true }).fill("not the password at all");
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
     const alert = page.getByRole("alert");
     await alert.waitFor({ state: "visible" });
     assert.equal(await alert.textContent(), "Wrong email or password.");

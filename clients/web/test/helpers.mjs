@@ -38,16 +38,25 @@ export function gatehouseBinary(dir) {
  * Starts `gatehouse serve`; resolves when /healthz answers 200, rejects otherwise. With
  * `{ mail: true }` the server writes its mail as .eml files into `mailDir` (a folder of
  * the temp directory) and its links point at `base` (--public-url).
+ *
+ * `base` is `http://<host>:<port>`. The server listens on 127.0.0.1; with
+ * `{ host: "localhost" }` the browser reaches it as http://localhost:PORT and
+ * --public-url is set to that (an IP address is not a valid WebAuthn RP ID, so the passkey
+ * tests need a name). `api` is always the 127.0.0.1 address, for requests from Node.
  */
-export async function startServer(extraArgs = [], { mail = false } = {}) {
+export async function startServer(extraArgs = [], { mail = false, host = "127.0.0.1" } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-web-"));
   const bin = gatehouseBinary(dir);
   const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://${host}:${port}`;
+  const api = `http://127.0.0.1:${port}`;
   const mailDir = mail ? join(dir, "mail") : null;
   if (mailDir) {
     mkdirSync(mailDir);
-    extraArgs = ["--mail-dir", mailDir, "--public-url", base, ...extraArgs];
+    extraArgs = ["--mail-dir", mailDir, ...extraArgs];
+  }
+  if ((mailDir || host !== "127.0.0.1") && !extraArgs.includes("--public-url")) {
+    extraArgs = ["--public-url", base, ...extraArgs];
   }
   const args = [
     "serve",
@@ -69,7 +78,7 @@ export async function startServer(extraArgs = [], { mail = false } = {}) {
   for (;;) {
     if (exited) throw new Error(`gatehouse exited (${JSON.stringify(exited)}) before it was healthy:\n${output}`);
     try {
-      const r = await fetch(base + "/healthz");
+      const r = await fetch(api + "/healthz");
       if (r.status === 200) break;
     } catch {
       /* not up yet */
@@ -82,6 +91,8 @@ export async function startServer(extraArgs = [], { mail = false } = {}) {
   }
   return {
     base,
+    api,
+    port,
     mailDir,
     output: () => output,
     async stop() {

@@ -3,8 +3,8 @@
 // token from the address bar at once; the rest waits for the document.
 import { mailLink } from "./link";
 import type { MailLink } from "./link";
-import { GatehouseClient, GatehouseError, MfaRequiredError } from "../client";
-import type { LogoutReason, MfaStatus, Session, User } from "../client";
+import { GatehouseClient, GatehouseError, MfaRequiredError, supportsPasskeys } from "../client";
+import type { LogoutReason, MfaStatus, Passkey, Session, User } from "../client";
 import { qrCanvas } from "./qr";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -69,6 +69,18 @@ function describe(err: unknown, messages: Messages = {}): string {
         return "That password is too common. Please choose another one.";
       case "network_error":
         return "Cannot reach the server. Check your connection and try again.";
+      case "invalid_credential":
+        return "This passkey was not accepted: it may have been removed from your account, or be meant for another site. Sign in another way, or try another passkey.";
+      case "passkey_cancelled":
+        return "The passkey prompt was cancelled or timed out, or this device has no passkey for this site. Try again, or sign in another way.";
+      case "passkey_exists":
+        return "This device already has a passkey for your account.";
+      case "passkeys_unsupported":
+        return "This browser cannot use passkeys on this page.";
+      case "passkey_failed":
+        return "The browser could not use the passkey. Please try again.";
+      case "last_login_method":
+        return "This is the only way left to sign in to your account, so it cannot be removed. Add another way to sign in first.";
       case "validation_failed": {
         const f = err.fieldErrors.map((e) => e.message).join(" ");
         return f || err.message;
@@ -134,7 +146,9 @@ function showSignedOut(message: string): void {
   showSection(signin);
   sessionsBody.replaceChildren();
   closeSecurityPanels();
+  renderPasskeys([]);
   $<HTMLInputElement>("totp-password").value = "";
+  $<HTMLInputElement>("passkey-name").value = "";
   if (message) say(message);
   $<HTMLInputElement>("email").focus();
 }
@@ -248,7 +262,15 @@ async function sendMagicLink(email: string): Promise<void> {
 type SecondFactor = "totp" | "recovery_code";
 
 /** A sign-in waiting for its second factor. The mfa_token lives here, in memory only. */
-let pendingMfa: { token: string; methods: SecondFactor[]; mode: SecondFactor; startedAt: number; failures: number } | null = null;
+let pendingMfa: {
+  token: string;
+  /** The code methods offered (the passkey is separate: `passkey`). */
+  methods: SecondFactor[];
+  passkey: boolean;
+  mode: SecondFactor;
+  startedAt: number;
+  failures: number;
+} | null = null;
 
 /** The server voids an mfa_token after 5 minutes or 5 wrong codes. */
 const MFA_TOKEN_MS = 5 * 60_000;
@@ -270,18 +292,51 @@ function setMfaMode(mode: SecondFactor): void {
 /** The first factor checked out: ask for the second one. */
 function startMfa(err: MfaRequiredError): void {
   const methods = err.methods.filter((m): m is SecondFactor => m === "totp" || m === "recovery_code");
-  if (!err.mfaToken || methods.length === 0) {
+  const passkey = err.methods.includes("passkey") && supportsPasskeys();
+  if (!err.mfaToken || (methods.length === 0 && !passkey)) {
     showSignedOut("");
-    fail("This account signs in with a second factor that this page does not offer. Use an app that supports it.");
+    fail(err.methods.includes("passkey")
+      ? "This account confirms sign-ins with a passkey, and this browser cannot use passkeys. Use a current Chrome, Edge, Firefox or Safari."
+      : "This account signs in with a second factor that this page does not offer. Use an app that supports it.");
     return;
   }
-  pendingMfa = { token: err.mfaToken, methods, mode: methods[0] as SecondFactor, startedAt: Date.now(), failures: 0 };
+  pendingMfa = { token: err.mfaToken, methods, passkey, mode: methods[0] ?? "totp", startedAt: Date.now(), failures: 0 };
   $<HTMLInputElement>("mfa-code").value = "";
   $<HTMLInputElement>("mfa-recovery").value = "";
+  $("mfa-form").hidden = methods.length === 0;
   $("mfa-switch").hidden = methods.length < 2;
+  $("mfa-passkey").hidden = !passkey;
+  $("mfa-passkey-hint").hidden = methods.length === 0;
+  // With no code to type, the passkey is the step's one action.
+  $("mfa-passkey").classList.toggle("solo", methods.length === 0);
+  $("mfa-passkey-button").classList.toggle("primary", methods.length === 0);
   showSection(mfaStep);
   say("");
-  setMfaMode(methods.includes("totp") ? "totp" : "recovery_code");
+  if (methods.length > 0) {
+    setMfaMode(methods.includes("totp") ? "totp" : "recovery_code");
+  } else {
+    $("mfa-intro").textContent = "Your account has two-step sign-in. Confirm it is you with one of your passkeys.";
+    $("mfa-passkey-button").focus();
+  }
+}
+
+/** The second factor as a passkey of the user's, for the pending sign-in. */
+async function submitMfaPasskey(btn: HTMLButtonElement): Promise<void> {
+  const p = pendingMfa;
+  if (!p) return abandonMfa("");
+  if (Date.now() - p.startedAt > MFA_TOKEN_MS) {
+    return abandonMfa("This sign-in took too long. Please sign in again.");
+  }
+  await busy(btn, async () => {
+    say("Follow your browser\u2019s prompt to use your passkey\u2026");
+    const user = await gh.verifyMfaWithPasskey(p.token);
+    pendingMfa = null;
+    say(`Signed in as ${user.email}.`);
+    $("account-title").focus();
+  }, {
+    invalid_credential: "That passkey was not accepted: it is not one of this account\u2019s passkeys, or it was removed. Try another passkey" +
+      (p.methods.length ? ", or enter a code." : ", or cancel and sign in again."),
+  });
 }
 
 /** Back to the sign-in form, the pending sign-in forgotten. */
@@ -354,7 +409,8 @@ async function submitMfa(submit: HTMLButtonElement): Promise<void> {
 
 /** Hides the forms and panels of the security section; forgets the secret, QR and codes shown. */
 function closeSecurityPanels(): void {
-  for (const id of ["totp-password-form", "totp-enrol", "recovery-panel", "mfa-code-form"]) $(id).hidden = true;
+  for (const id of ["totp-password-form", "totp-enrol", "recovery-panel", "mfa-code-form", "passkey-remove"]) $(id).hidden = true;
+  removing = null;
   $("totp-qr").replaceChildren();
   $("totp-secret").textContent = "";
   $("recovery-codes").replaceChildren();
@@ -366,10 +422,56 @@ let mfaOn = false;
 
 function renderMfa(status: MfaStatus): void {
   mfaOn = status.totp;
+  const passkeys = status.passkeys > 0;
   $("mfa-status").textContent = status.totp
-    ? "Two-step sign-in is on: signing in also asks for a code from your authenticator app."
-    : "Two-step sign-in is off: your password alone signs you in.";
+    ? passkeys
+      ? "Two-step sign-in is on: signing in with your password also asks for a code from your authenticator app or one of your passkeys."
+      : "Two-step sign-in is on: signing in also asks for a code from your authenticator app."
+    : passkeys
+      ? "Two-step sign-in is on: signing in with your password also asks for one of your passkeys."
+      : "Two-step sign-in is off: your password alone signs you in.";
   showMfaActions(true);
+}
+
+// ---------------------------------------------------------------- passkeys
+
+/** The passkey whose removal waits for confirmation. */
+let removing: Passkey | null = null;
+
+const passkeyName = (pk: Passkey): string => pk.name || "Passkey";
+
+function renderPasskeys(list: Passkey[]): void {
+  const sorted = [...list].sort((a, b) => a.created_at.localeCompare(b.created_at));
+  const rows = sorted.map((pk) => {
+    const tr = document.createElement("tr");
+    tr.dataset["passkeyId"] = pk.id;
+    const name = document.createElement("strong");
+    name.textContent = passkeyName(pk);
+    cell(tr, name);
+    cell(tr, time(pk.created_at));
+    cell(tr, pk.last_used_at ? time(pk.last_used_at) : "Never");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "danger";
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove passkey: ${passkeyName(pk)}`);
+    remove.addEventListener("click", () => askRemovePasskey(pk));
+    cell(tr, remove);
+    return tr;
+  });
+  $("passkeys").replaceChildren(...rows);
+  $("passkeys-wrap").hidden = rows.length === 0;
+  $("passkeys-empty").hidden = rows.length > 0;
+}
+
+function askRemovePasskey(pk: Passkey): void {
+  closeSecurityPanels();
+  showMfaActions(true);
+  removing = pk;
+  $("passkey-remove-text").textContent = `Remove the passkey \u201c${passkeyName(pk)}\u201d? You will no longer be able to sign in with it.`;
+  $("passkey-remove").hidden = false;
+  say("");
+  $("passkey-remove-confirm").focus();
 }
 
 /** Shows the buttons that fit the current state, or none while a form is open. */
@@ -379,7 +481,10 @@ function showMfaActions(show: boolean): void {
 }
 
 async function loadSecurity(): Promise<void> {
-  renderMfa(await gh.mfaStatus());
+  const status = await gh.mfaStatus();
+  renderMfa(status);
+  // GET /auth/me counts the passkeys: the list is asked for only when there are some.
+  renderPasskeys(status.passkeys > 0 ? await gh.listPasskeys() : []);
 }
 
 /** Groups a base32 secret in fours for reading and typing. */
@@ -433,7 +538,71 @@ function cancelSecurityForm(): void {
   $("security-title").focus();
 }
 
+function wirePasskeys(): void {
+  const supported = supportsPasskeys();
+  $("passkey-signin").hidden = !supported;
+  $("passkey-form").hidden = !supported;
+  $("passkeys-unsupported").hidden = supported;
+
+  $<HTMLButtonElement>("passkey-signin-button").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      say("Follow your browser\u2019s prompt to choose a passkey\u2026");
+      const user = await signInWith(() => gh.signInWithPasskey());
+      if (!user) return;
+      $<HTMLInputElement>("password").value = "";
+      say(`Signed in as ${user.email}.`);
+      $("account-title").focus();
+    }),
+  );
+
+  $<HTMLButtonElement>("mfa-passkey-button").addEventListener("click", (e) => void submitMfaPasskey(e.currentTarget as HTMLButtonElement));
+
+  $<HTMLFormElement>("passkey-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $<HTMLInputElement>("passkey-name");
+    const submit = $<HTMLButtonElement>("passkey-add");
+    closeSecurityPanels();
+    showMfaActions(true);
+    void busy(submit, async () => {
+      say("Follow your browser\u2019s prompt to create a passkey\u2026");
+      const pk = await gh.registerPasskey(input.value);
+      input.value = "";
+      await loadSecurity();
+      say(`Passkey \u201c${passkeyName(pk)}\u201d added. You can now sign in with it.`);
+      $("passkeys-title").focus();
+    }, {
+      invalid_credential: "Your new passkey could not be verified, so it was not added. Please try again.",
+      passkey_cancelled: "No passkey was added: the prompt was cancelled or timed out.",
+    });
+  });
+
+  $<HTMLButtonElement>("passkey-remove-cancel").addEventListener("click", () => {
+    closeSecurityPanels();
+    say("");
+    $("passkeys-title").focus();
+  });
+
+  $<HTMLButtonElement>("passkey-remove-confirm").addEventListener("click", (e) => {
+    const pk = removing;
+    if (!pk) return;
+    void busy(e.currentTarget as HTMLButtonElement, async () => {
+      try {
+        await gh.deletePasskey(pk.id);
+      } finally {
+        closeSecurityPanels();
+      }
+      await loadSecurity();
+      say(`Passkey \u201c${passkeyName(pk)}\u201d removed.`);
+      $("passkeys-title").focus();
+    }, {
+      last_login_method: `You cannot remove \u201c${passkeyName(pk)}\u201d: it is the only way left to sign in to your account. Add another passkey first.`,
+      not_found: "This passkey was already removed.",
+    });
+  });
+}
+
 function wireSecurity(): void {
+  wirePasskeys();
   for (const id of ["totp-password-form", "totp-confirm-form", "mfa-code-form"]) {
     const cancel = $(id).querySelector("button.cancel") as HTMLButtonElement;
     cancel.addEventListener("click", cancelSecurityForm);
