@@ -58,6 +58,9 @@ type User struct {
 	// TOTPEnabled is read, not written: whether the user has a confirmed
 	// authenticator-app factor (for admin listings and /auth/me).
 	TOTPEnabled bool
+	// Passkeys is filled by the service for /auth/me (how many passkeys
+	// the user has); stores neither read nor write it.
+	Passkeys int
 }
 
 // Session is one device's login. It holds no token material: the refresh

@@ -236,6 +236,12 @@ func (s *Service) Me(ctx context.Context, p Principal) (gatehouse.User, error) {
 	if err != nil {
 		return gatehouse.User{}, fmt.Errorf("me: %w", err)
 	}
+	// Read with the user and cached with it, so that /auth/me costs no
+	// second query when cached and keeps answering from the cache while
+	// the database is away (fail-open instances).
+	if u.Passkeys, err = s.PasskeyCount(ctx, u.ID); err != nil {
+		return gatehouse.User{}, fmt.Errorf("me: %w", err)
+	}
 	s.users.put(u, readAt, s.Now())
 	return u, nil
 }

@@ -329,10 +329,6 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	passkeys, err := s.auth.PasskeyCount(r.Context(), p.UserID)
-	if err != nil {
-		return err
-	}
 	type mfaJSON struct {
 		TOTP     bool `json:"totp"`
 		Passkeys int  `json:"passkeys"`
@@ -340,7 +336,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, struct {
 		User userJSON `json:"user"`
 		MFA  mfaJSON  `json:"mfa"`
-	}{toUserJSON(u, false), mfaJSON{TOTP: u.TOTPEnabled, Passkeys: passkeys}})
+	}{toUserJSON(u, false), mfaJSON{TOTP: u.TOTPEnabled, Passkeys: u.Passkeys}})
 	return nil
 }
 
