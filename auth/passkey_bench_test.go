@@ -10,8 +10,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,12 +21,7 @@ import (
 
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/password"
-	"github.com/gatehouse/gatehouse/ratelimit"
-	"github.com/gatehouse/gatehouse/revoke"
-	"github.com/gatehouse/gatehouse/sealbox"
 	"github.com/gatehouse/gatehouse/store/sqlite"
-	"github.com/gatehouse/gatehouse/token"
 )
 
 // The relying party of these tests, as newPasskeyService configures it.
@@ -156,56 +149,10 @@ func newBenchWebAuthn(tb testing.TB) *webauthn.WebAuthn {
 func newBenchPasskeyService(tb testing.TB) (*auth.Service, *sqlite.Store, *softAuthenticator) {
 	tb.Helper()
 	ctx := context.Background()
-	now := time.Now().UTC()
-	clk := &clock{now: now}
-	st, err := sqlite.Open(ctx, tb.TempDir()+"/gh.db")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	keys, err := token.NewKeys(st, token.Config{
-		Algorithm: token.AlgEdDSA, Issuer: "https://issuer.test", Audience: "aud",
-		TTL: 10 * time.Minute, Leeway: 30 * time.Second, SealKey: make([]byte, 32),
+	svc, clk, st := newServiceConfig(tb, func(_ *auth.Config, d *auth.Deps) {
+		d.Passkeys, d.WebAuthn = d.Store, newBenchWebAuthn(tb)
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := keys.Load(ctx, clk.Now()); err != nil {
-		tb.Fatal(err)
-	}
-	codec, err := token.NewRefreshCodec([]byte(strings.Repeat("r", 32)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	secrets, err := token.NewSecretCodec([]byte(strings.Repeat("s", 32)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	totpBox, err := sealbox.New([]byte(strings.Repeat("t", 32)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	rctx, cancel := context.WithCancel(ctx)
-	rev := revoke.New(st, nil, revoke.Config{StaleAfter: 24 * time.Hour, Now: clk.Now}, logger)
-	if err := rev.Start(rctx); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cancel(); rev.Wait() })
-	svc := auth.New(auth.Config{
-		Issuer: "https://issuer.test", Audience: "aud", AccessTTL: 10 * time.Minute,
-		IdleTTL: idle, MaxAge: maxAge, ReuseGrace: grace, Leeway: 30 * time.Second,
-		PublicURL: "https://auth.test", TOTPIssuer: "Gatehouse",
-	}, auth.Deps{
-		Store: st, Signer: keys, RefreshCodec: codec,
-		Hasher:  password.NewHasher(password.DefaultParams(), 2, 16),
-		Revoker: rev, Limiter: ratelimit.NewMemory(clk.Now), Observer: nopObserver{},
-		Logger: logger, Now: clk.Now,
-		Secrets: st, Emails: st, SecretCodec: secrets, Mailer: &mailbox{},
-		MFA: st, Attempts: st, TOTPBox: totpBox, RecoveryKey: []byte(strings.Repeat("c", 32)),
-		Passkeys: st, WebAuthn: newBenchWebAuthn(tb),
-	})
-	tb.Cleanup(svc.Close)
+	now := clk.Now().UTC()
 	g, err := svc.Signup(ctx, auth.SignupInput{Email: "ada@example.com", Password: passphrase}, client)
 	if err != nil {
 		tb.Fatalf("signup: %v", err)

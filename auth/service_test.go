@@ -66,7 +66,7 @@ func newServiceWith(t *testing.T, adjust func(*auth.Deps)) (*auth.Service, *cloc
 
 // newServiceConfig is newServiceWith with the configuration adjustable too.
 // Mail goes to a recording mailer (mailbox) unless adjust replaces it.
-func newServiceConfig(t *testing.T, adjust func(*auth.Config, *auth.Deps)) (*auth.Service, *clock, *sqlite.Store) {
+func newServiceConfig(t testing.TB, adjust func(*auth.Config, *auth.Deps)) (*auth.Service, *clock, *sqlite.Store) {
 	t.Helper()
 	ctx := context.Background()
 	clk := &clock{now: time.Now().UTC()}
