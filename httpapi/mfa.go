@@ -42,18 +42,11 @@ func (s *Server) startTOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) confirmTOTP(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.authenticate(r)
+	p, code, err := s.codeRequest(r)
 	if err != nil {
 		return err
 	}
-	var req codeRequest
-	if _, err := readBody(r, &req, false); err != nil {
-		return err
-	}
-	if err := requireField("code", req.Code); err != nil {
-		return err
-	}
-	codes, err := s.auth.ConfirmTOTP(r.Context(), p, req.Code)
+	codes, err := s.auth.ConfirmTOTP(r.Context(), p, code)
 	if err != nil {
 		return err
 	}
@@ -62,18 +55,11 @@ func (s *Server) confirmTOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) disableTOTP(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.authenticate(r)
+	p, code, err := s.codeRequest(r)
 	if err != nil {
 		return err
 	}
-	var req codeRequest
-	if _, err := readBody(r, &req, false); err != nil {
-		return err
-	}
-	if err := requireField("code", req.Code); err != nil {
-		return err
-	}
-	if err := s.auth.DisableTOTP(r.Context(), p, req.Code); err != nil {
+	if err := s.auth.DisableTOTP(r.Context(), p, code); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -81,23 +67,33 @@ func (s *Server) disableTOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) regenerateRecoveryCodes(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.authenticate(r)
+	p, code, err := s.codeRequest(r)
 	if err != nil {
 		return err
 	}
-	var req codeRequest
-	if _, err := readBody(r, &req, false); err != nil {
-		return err
-	}
-	if err := requireField("code", req.Code); err != nil {
-		return err
-	}
-	codes, err := s.auth.RegenerateRecoveryCodes(r.Context(), p, req.Code)
+	codes, err := s.auth.RegenerateRecoveryCodes(r.Context(), p, code)
 	if err != nil {
 		return err
 	}
 	writeRecoveryCodes(w, codes)
 	return nil
+}
+
+// codeRequest authenticates a Bearer request whose body carries a
+// second-factor code, and returns both.
+func (s *Server) codeRequest(r *http.Request) (auth.Principal, string, error) {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return auth.Principal{}, "", err
+	}
+	var req codeRequest
+	if _, err := readBody(r, &req, false); err != nil {
+		return auth.Principal{}, "", err
+	}
+	if err := requireField("code", req.Code); err != nil {
+		return auth.Principal{}, "", err
+	}
+	return p, req.Code, nil
 }
 
 func writeRecoveryCodes(w http.ResponseWriter, codes []string) {
