@@ -291,6 +291,17 @@ func (s *Service) AdminResetMFA(ctx context.Context, userID string) error {
 	if err := s.MFA.DeleteTOTP(ctx, userID); err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}
+	if s.Passkeys != nil {
+		keys, err := s.Passkeys.Passkeys(ctx, userID)
+		if err != nil {
+			return fmt.Errorf("reset mfa: %w", err)
+		}
+		for _, k := range keys {
+			if err := s.Passkeys.DeletePasskey(ctx, userID, k.ID); err != nil && !errors.Is(err, gatehouse.ErrNotFound) {
+				return fmt.Errorf("reset mfa: %w", err)
+			}
+		}
+	}
 	s.users.forget(userID)
 	return nil
 }

@@ -277,11 +277,22 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, in PasskeyLoginInput, 
 	}
 	subject := "ceremony:" + id
 	var mfaRef mfaTokenRef
+	var accountKey string
 	if in.MFAToken != "" {
 		if mfaRef, err = s.peekMFA(ctx, in.MFAToken); err != nil {
 			return Grant{}, err
 		}
 		subject = "mfa:" + mfaRef.sec.Subject
+		// A second-factor attempt spends the account's budget like a code
+		// guess at /auth/mfa/verify; a success gives it back.
+		u, err := s.Store.UserByID(ctx, mfaRef.sec.Subject)
+		if err != nil {
+			return Grant{}, ErrInvalidCredential
+		}
+		accountKey = "login:account:" + accountLimitKey(u.Email)
+		if err := s.limit(ctx, accountKey, s.cfg.LoginRate); err != nil {
+			return Grant{}, err
+		}
 	}
 	// Single use, and only for the challenge the authenticator signed.
 	sec, err := s.Secrets.UseSecret(ctx, gatehouse.SecretPasskeyLogin, id,
@@ -344,6 +355,7 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, in PasskeyLoginInput, 
 			return Grant{}, ErrInvalidCredential
 		}
 		amr = append(strings.Fields(mfaRef.sec.Data), MethodHardwareKey, MethodMFA)
+		s.refund(ctx, accountKey, s.cfg.LoginRate)
 	} else {
 		amr = []string{MethodHardwareKey}
 		if verified {

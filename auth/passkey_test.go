@@ -106,3 +106,21 @@ func TestPasswordLoginOfPasskeyUserNeedsTheSecondFactor(t *testing.T) {
 		t.Fatalf("second-factor begin with the mfa_token: %v", err)
 	}
 }
+
+func TestAdminResetRemovesPasskeysToo(t *testing.T) {
+	m := newPasskeyService(t)
+	ctx := context.Background()
+	g := signup(t, m.svc, "ada@example.com")
+	if err := m.st.CreatePasskey(ctx, gatehouse.Passkey{ID: "pk-1", UserID: g.User.ID, CredentialID: []byte{7}, Credential: []byte(`{}`), CreatedAt: m.clk.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.svc.AdminResetMFA(ctx, g.User.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := m.st.CountPasskeys(ctx, g.User.ID); n != 0 {
+		t.Fatalf("%d passkeys left after the admin removed every second factor", n)
+	}
+	if _, err := m.svc.Login(ctx, auth.LoginInput{Email: "ada@example.com", Password: passphrase}, client); err != nil {
+		t.Fatalf("login after the reset: %v, want a session with the password alone", err)
+	}
+}
