@@ -41,20 +41,22 @@ import (
 var allScenarios = []string{"me", "refresh-sqlite", "storage", "login", "login-rss", "signup-mail", "refresh-postgres"}
 
 type options struct {
-	bin          string
-	dur, warmup  time.Duration
-	workers      int
-	scenarios    []string
-	pgAdmin      string
-	pgDB         string
-	pgServerArgs string
-	redis        string
-	pgbench      string
-	loginClients int
-	rotations    int
-	signupRounds int
-	signupSMTP   bool
-	keep         bool
+	bin            string
+	dur, warmup    time.Duration
+	workers        int
+	scenarios      []string
+	pgAdmin        string
+	pgDB           string
+	pgServerArgs   string
+	redis          string
+	pgbench        string
+	loginClients   int
+	rotations      int
+	signupRounds   int
+	signupSMTP     bool
+	signupLoad     float64
+	signupArrivals string
+	keep           bool
 }
 
 func main() {
@@ -72,10 +74,16 @@ func main() {
 	flag.StringVar(&o.pgbench, "pgbench", "", "pgbench binary (default: PATH, then /usr/lib/postgresql/*/bin)")
 	flag.IntVar(&o.loginClients, "login-clients", 500, "clients logging in at once for the login memory check")
 	flag.IntVar(&o.rotations, "rotations", 10000, "rotations of one session for the storage check")
-	flag.IntVar(&o.signupRounds, "signup-rounds", 4, "slices per side for signup-mail, run in ABBA order (-d is the measured time per side)")
+	flag.IntVar(&o.signupRounds, "signup-rounds", 4, "slices per side for signup-mail, run in ABBA order in each of its two modes (-d is the measured time per side and mode)")
+	flag.Float64Var(&o.signupLoad, "signup-load", 0.5, "signup-mail's open loop offers this fraction of the --no-mail server's closed-loop capacity, measured in the same run (0: closed loop only)")
+	flag.StringVar(&o.signupArrivals, "signup-arrivals", "poisson", "arrivals of signup-mail's open loop: poisson (exponential gaps) or even")
 	flag.BoolVar(&o.signupSMTP, "signup-smtp", true, "signup-mail also measures a server sending through SMTP to a sink in the harness")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server logs, databases)")
 	flag.Parse()
+	if o.signupArrivals != "poisson" && o.signupArrivals != "even" {
+		fmt.Fprintf(os.Stderr, "gatehouse-bench: -signup-arrivals %q: want poisson or even\n", o.signupArrivals)
+		os.Exit(2)
+	}
 	if scen == "all" {
 		o.scenarios = allScenarios
 	} else {
