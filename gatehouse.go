@@ -191,6 +191,11 @@ type OutboxMessage struct {
 	CreatedAt     time.Time
 	NextAttemptAt time.Time
 	Attempts      int // delivery attempts that failed so far
+	// ClaimedUntil, when set at enqueue, is a claim taken by the instance
+	// that queues the message and hands it straight to its own sender,
+	// so no separate claim is written. Another instance takes the message
+	// only once it has passed (the queuing instance died).
+	ClaimedUntil time.Time
 }
 
 // EmailKey is the form emails are compared by (case-insensitively,
@@ -347,8 +352,13 @@ type SecretStore interface {
 // message at the same time, and a message claimed by an instance that died
 // is sent by another once the lease ends.
 type MailOutbox interface {
-	// EnqueueMail stores m, due at m.NextAttemptAt.
-	EnqueueMail(ctx context.Context, m OutboxMessage) error
+	// EnqueueMail stores m, due at m.NextAttemptAt and held by the
+	// sender until m.ClaimedUntil (zero: free to claim), and in the same
+	// transaction the one-time secrets its body carries, each voiding the
+	// older unused secrets of its kind and subject as CreateSecret does.
+	// One commit for both: a link never exists without its mail, and a
+	// sign-up that mails pays for one durable write, not two.
+	EnqueueMail(ctx context.Context, m OutboxMessage, with ...OneTimeSecret) error
 	// ClaimMail claims up to limit messages due at now (NextAttemptAt at or
 	// before now) that no unexpired claim holds, holds them until
 	// now+lease, and returns them, oldest due first.

@@ -48,6 +48,11 @@ type MailRequest struct {
 	Lifetime time.Duration
 	NewEmail string // email change: the new address
 	OldEmail string // email change: the address being replaced
+	// Secrets are the one-time secrets Link and Code stand for. The
+	// mailer stores them with the message in one transaction: a link is
+	// never live without its mail, and a sign-up that mails pays for one
+	// durable write instead of two.
+	Secrets []gatehouse.OneTimeSecret
 }
 
 // Mailer renders and queues mail (mail.Outbox); it never waits for
@@ -77,15 +82,22 @@ func (s *Service) queue(ctx context.Context, m MailRequest) {
 // newSecret stores a fresh token of kind for subject (voiding older ones)
 // and returns it.
 func (s *Service) newSecret(ctx context.Context, kind gatehouse.SecretKind, subject, data string, ttl time.Duration) (string, error) {
-	tok, id, mac := s.SecretCodec.New(kind)
-	now := s.now()
-	err := s.Secrets.CreateSecret(ctx, gatehouse.OneTimeSecret{
-		ID: id, Kind: kind, Subject: subject, MAC: mac, Data: data, CreatedAt: now, ExpiresAt: now.Add(ttl),
-	})
-	if err != nil {
+	tok, sec := s.mintSecret(kind, subject, data, ttl)
+	if err := s.Secrets.CreateSecret(ctx, sec); err != nil {
 		return "", fmt.Errorf("create %s secret: %w", kind, err)
 	}
 	return tok, nil
+}
+
+// mintSecret makes a fresh token of kind for subject and the row that
+// stands for it, without storing it: a mailed token is stored with its
+// mail (MailRequest.Secrets).
+func (s *Service) mintSecret(kind gatehouse.SecretKind, subject, data string, ttl time.Duration) (string, gatehouse.OneTimeSecret) {
+	tok, id, mac := s.SecretCodec.New(kind)
+	now := s.now()
+	return tok, gatehouse.OneTimeSecret{
+		ID: id, Kind: kind, Subject: subject, MAC: mac, Data: data, CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
 }
 
 // useToken spends a mailed token of kind; anything wrong with it is
@@ -121,12 +133,9 @@ func (s *Service) sendVerification(ctx context.Context, u gatehouse.User) {
 	if s.Mailer == nil || u.EmailVerified {
 		return
 	}
-	tok, err := s.newSecret(ctx, gatehouse.SecretVerifyEmail, u.ID, u.Email, verifyEmailTTL)
-	if err != nil {
-		s.Logger.Error("verification mail", "user_id", u.ID, "err", err)
-		return
-	}
-	s.queue(ctx, MailRequest{To: u.Email, Template: TemplateVerifyEmail, Link: s.link("verify-email", tok), Lifetime: verifyEmailTTL})
+	tok, sec := s.mintSecret(gatehouse.SecretVerifyEmail, u.ID, u.Email, verifyEmailTTL)
+	s.queue(ctx, MailRequest{To: u.Email, Template: TemplateVerifyEmail, Link: s.link("verify-email", tok), Lifetime: verifyEmailTTL,
+		Secrets: []gatehouse.OneTimeSecret{sec}})
 }
 
 // ResendVerification mails the caller a new verification link.
@@ -187,12 +196,9 @@ func (s *Service) ForgotPassword(ctx context.Context, email string, c Client) er
 		if !ok {
 			return
 		}
-		tok, err := s.newSecret(ctx, gatehouse.SecretResetPassword, u.ID, u.Email, resetPasswordTTL)
-		if err != nil {
-			s.Logger.Error("password reset mail", "user_id", u.ID, "err", err)
-			return
-		}
-		s.queue(ctx, MailRequest{To: u.Email, Template: TemplateResetPassword, Link: s.link("reset-password", tok), Lifetime: resetPasswordTTL})
+		tok, sec := s.mintSecret(gatehouse.SecretResetPassword, u.ID, u.Email, resetPasswordTTL)
+		s.queue(ctx, MailRequest{To: u.Email, Template: TemplateResetPassword, Link: s.link("reset-password", tok), Lifetime: resetPasswordTTL,
+			Secrets: []gatehouse.OneTimeSecret{sec}})
 	})
 	return nil
 }
@@ -294,22 +300,15 @@ func (s *Service) MagicLink(ctx context.Context, email string, c Client) error {
 		if subject == "" {
 			return
 		}
-		tok, err := s.newSecret(ctx, gatehouse.SecretMagicLink, subject, to, magicLinkTTL)
-		if err != nil {
-			s.Logger.Error("magic link mail", "err", err)
-			return
-		}
+		tok, link := s.mintSecret(gatehouse.SecretMagicLink, subject, to, magicLinkTTL)
 		code, mac := s.SecretCodec.NewCode(gatehouse.SecretMagicCode, subject)
 		now := s.now()
-		err = s.Secrets.CreateSecret(ctx, gatehouse.OneTimeSecret{
+		codeSecret := gatehouse.OneTimeSecret{
 			ID: uuid.Must(uuid.NewV7()).String(), Kind: gatehouse.SecretMagicCode, Subject: subject, MAC: mac, Data: to,
 			CreatedAt: now, ExpiresAt: now.Add(magicLinkTTL),
-		})
-		if err != nil {
-			s.Logger.Error("magic code", "err", err)
-			return
 		}
-		s.queue(ctx, MailRequest{To: to, Template: TemplateMagicLink, Link: s.link("magic-link", tok), Code: code, Lifetime: magicLinkTTL})
+		s.queue(ctx, MailRequest{To: to, Template: TemplateMagicLink, Link: s.link("magic-link", tok), Code: code, Lifetime: magicLinkTTL,
+			Secrets: []gatehouse.OneTimeSecret{link, codeSecret}})
 	})
 	return nil
 }
@@ -455,11 +454,11 @@ func (s *Service) RequestEmailChange(ctx context.Context, p Principal, newEmail,
 	} else if !errors.Is(err, gatehouse.ErrNotFound) {
 		return fmt.Errorf("change email: %w", err)
 	}
-	tok, err := s.newSecret(ctx, gatehouse.SecretChangeEmail, u.ID, newEmail, changeEmailTTL)
-	if err != nil {
-		return err
+	tok, sec := s.mintSecret(gatehouse.SecretChangeEmail, u.ID, newEmail, changeEmailTTL)
+	if err := s.Mailer.Queue(ctx, MailRequest{To: newEmail, Template: TemplateChangeEmail, Link: s.link("change-email", tok), Lifetime: changeEmailTTL,
+		NewEmail: newEmail, OldEmail: u.Email, Secrets: []gatehouse.OneTimeSecret{sec}}); err != nil {
+		return fmt.Errorf("change email: %w", err)
 	}
-	s.queue(ctx, MailRequest{To: newEmail, Template: TemplateChangeEmail, Link: s.link("change-email", tok), Lifetime: changeEmailTTL, NewEmail: newEmail, OldEmail: u.Email})
 	s.queue(ctx, MailRequest{To: u.Email, Template: TemplateEmailChanged, NewEmail: newEmail, OldEmail: u.Email})
 	return nil
 }

@@ -13,15 +13,22 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 )
 
-// mailbox records the mail the service queues.
+// mailbox records the mail the service queues, and stores the secrets
+// queued with it as the outbox does.
 type mailbox struct {
-	mu   sync.Mutex
-	sent []auth.MailRequest
+	mu      sync.Mutex
+	sent    []auth.MailRequest
+	secrets gatehouse.SecretStore
 }
 
-func (m *mailbox) Queue(_ context.Context, r auth.MailRequest) error {
+func (m *mailbox) Queue(ctx context.Context, r auth.MailRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for _, sec := range r.Secrets {
+		if err := m.secrets.CreateSecret(ctx, sec); err != nil {
+			return err
+		}
+	}
 	m.sent = append(m.sent, r)
 	return nil
 }
@@ -81,7 +88,7 @@ func newMailService(t *testing.T, adjust func(*auth.Config)) mailService {
 	t.Helper()
 	box := &mailbox{}
 	svc, clk, st := newServiceConfig(t, func(c *auth.Config, d *auth.Deps) {
-		d.Mailer = box
+		d.Mailer, box.secrets = box, d.Secrets
 		if adjust != nil {
 			adjust(c)
 		}

@@ -23,6 +23,7 @@ func newPasskeyService(t *testing.T) mailService {
 	box := &mailbox{}
 	svc, clk, st := newServiceConfig(t, func(_ *auth.Config, d *auth.Deps) {
 		d.Mailer, d.Passkeys, d.WebAuthn = box, d.Store, wa
+		box.secrets = d.Secrets
 	})
 	return mailService{svc: svc, clk: clk, st: st, mail: box}
 }

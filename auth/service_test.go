@@ -109,7 +109,7 @@ func newServiceConfig(t testing.TB, adjust func(*auth.Config, *auth.Deps)) (*aut
 		Hasher:  password.NewHasher(password.DefaultParams(), 2, 16),
 		Revoker: rev, Limiter: ratelimit.NewMemory(clk.Now), Observer: nopObserver{},
 		Logger: logger, Now: clk.Now,
-		Secrets: st, Emails: st, SecretCodec: secrets, Mailer: &mailbox{},
+		Secrets: st, Emails: st, SecretCodec: secrets, Mailer: &mailbox{secrets: st},
 		MFA: st, Attempts: st, TOTPBox: totpBox, RecoveryKey: []byte(strings.Repeat("c", 32)),
 	}
 	cfg := auth.Config{

@@ -38,6 +38,7 @@ type fakeOutbox struct {
 	retries  int
 	deleted  int
 	claimErr error
+	secrets  []gatehouse.OneTimeSecret // stored with messages
 }
 
 type fakeRow struct {
@@ -47,14 +48,15 @@ type fakeRow struct {
 
 func newFakeOutbox() *fakeOutbox { return &fakeOutbox{rows: map[string]*fakeRow{}} }
 
-func (f *fakeOutbox) EnqueueMail(_ context.Context, m gatehouse.OutboxMessage) error {
+func (f *fakeOutbox) EnqueueMail(_ context.Context, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.rows[m.ID]; ok {
 		return errors.New("duplicate id")
 	}
 	m.Sealed = bytes.Clone(m.Sealed)
-	f.rows[m.ID] = &fakeRow{m: m}
+	f.rows[m.ID] = &fakeRow{m: m, leaseUntil: m.ClaimedUntil}
+	f.secrets = append(f.secrets, with...)
 	f.enqueued++
 	return nil
 }

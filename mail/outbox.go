@@ -94,8 +94,11 @@ func New(c Config) (*Outbox, *Worker, error) {
 		c.Now = func() time.Time { return time.Now().UTC() }
 	}
 	wake := make(chan struct{}, 1)
-	return &Outbox{store: c.Store, renderer: c.Renderer, aead: aead, now: c.Now, wake: wake},
-		&Worker{c: c, aead: aead, wake: wake}, nil
+	handoff := make(chan gatehouse.OutboxMessage, handoffSlots)
+	slots := make(chan struct{}, handoffSlots)
+	return &Outbox{store: c.Store, renderer: c.Renderer, aead: aead, now: c.Now, lease: c.Lease,
+			wake: wake, handoff: handoff, slots: slots},
+		&Worker{c: c, aead: aead, wake: wake, handoff: handoff, slots: slots}, nil
 }
 
 type nopObserver struct{}
@@ -161,12 +164,29 @@ type Outbox struct {
 	renderer *Renderer
 	aead     cipher.AEAD
 	now      func() time.Time
+	lease    time.Duration
 	wake     chan struct{}
+	// handoff carries messages queued with a claim for the local worker;
+	// slots bounds them (a token is taken before the insert and given
+	// back by the worker), so a send is never blocked on a full channel
+	// and at most cap(slots) messages wait for a lease to run out if
+	// the instance dies.
+	handoff chan gatehouse.OutboxMessage
+	slots   chan struct{}
 }
 
-// Enqueue validates and seals m, stores it due now, and wakes the local
-// worker. It returns the error of an invalid message or of the store.
-func (o *Outbox) Enqueue(ctx context.Context, m Message) error {
+// handoffSlots is how many messages the local worker can hold claimed but
+// not yet sent. Small on purpose: a claimed message that the worker has
+// not reached (a send hanging ahead of it) waits for the lease if the
+// instance dies, where an unclaimed one is taken by another at once.
+const handoffSlots = 8
+
+// Enqueue validates and seals m and stores it due now, with the one-time
+// secrets its body carries in the same transaction. When the local worker
+// has room, the message is stored already claimed and handed to it
+// directly: no separate claim is written. Otherwise the worker is woken to
+// claim it. It returns the error of an invalid message or of the store.
+func (o *Outbox) Enqueue(ctx context.Context, m Message, with ...gatehouse.OneTimeSecret) error {
 	if err := m.validate(); err != nil {
 		return err
 	}
@@ -179,10 +199,23 @@ func (o *Outbox) Enqueue(ctx context.Context, m Message) error {
 		return err
 	}
 	now := o.now()
-	if err := o.store.EnqueueMail(ctx, gatehouse.OutboxMessage{
-		ID: id.String(), Sealed: sealed, CreatedAt: now, NextAttemptAt: now,
-	}); err != nil {
+	om := gatehouse.OutboxMessage{ID: id.String(), Sealed: sealed, CreatedAt: now, NextAttemptAt: now}
+	handed := false
+	select {
+	case o.slots <- struct{}{}:
+		handed = true
+		om.ClaimedUntil = now.Add(o.lease)
+	default: // the worker is behind: leave the message to its claim
+	}
+	if err := o.store.EnqueueMail(ctx, om, with...); err != nil {
+		if handed {
+			<-o.slots
+		}
 		return fmt.Errorf("queue mail: %w", err)
+	}
+	if handed {
+		o.handoff <- om // never blocks: the slot reserved its place
+		return nil
 	}
 	select {
 	case o.wake <- struct{}{}:
@@ -192,8 +225,9 @@ func (o *Outbox) Enqueue(ctx context.Context, m Message) error {
 }
 
 // EnqueueTemplate renders template t for recipient to with the configured
-// Renderer and enqueues the result.
-func (o *Outbox) EnqueueTemplate(ctx context.Context, t Template, to string, d Data) error {
+// Renderer and enqueues the result with the secrets its link or code
+// stands for.
+func (o *Outbox) EnqueueTemplate(ctx context.Context, t Template, to string, d Data, with ...gatehouse.OneTimeSecret) error {
 	if o.renderer == nil {
 		return errors.New("mail: no renderer configured")
 	}
@@ -201,7 +235,7 @@ func (o *Outbox) EnqueueTemplate(ctx context.Context, t Template, to string, d D
 	if err != nil {
 		return err
 	}
-	return o.Enqueue(ctx, m)
+	return o.Enqueue(ctx, m, with...)
 }
 
 // Renderer is the configured renderer (nil when none).
@@ -211,9 +245,11 @@ func (o *Outbox) Renderer() *Renderer { return o.renderer }
 // workers) sharing a store never send a message at the same time, because
 // each message is claimed with a lease.
 type Worker struct {
-	c    Config
-	aead cipher.AEAD
-	wake chan struct{}
+	c       Config
+	aead    cipher.AEAD
+	wake    chan struct{}
+	handoff <-chan gatehouse.OutboxMessage
+	slots   <-chan struct{}
 }
 
 // Run sends due mail until ctx ends. It logs the sender once at start
@@ -230,41 +266,94 @@ func (w *Worker) Run(ctx context.Context) {
 	defer poll.Stop()
 	var nextCount time.Time
 	storeDown := false
+	claim := true
 	for {
-		now := w.c.Now()
-		if !now.Before(nextCount) {
-			nextCount = now.Add(w.c.PendingEvery)
-			if n, err := w.c.Store.PendingMail(ctx); err == nil {
-				w.c.Observer.MailPending(n)
+		if claim {
+			now := w.c.Now()
+			if !now.Before(nextCount) {
+				nextCount = now.Add(w.c.PendingEvery)
+				if n, err := w.c.Store.PendingMail(ctx); err == nil {
+					w.c.Observer.MailPending(n)
+				}
+			}
+			more, err := w.RunOnce(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil && !storeDown:
+				// Once per outage, not once per poll.
+				storeDown = true
+				log.Warn("mail outbox unavailable; will keep trying", "err", err)
+			case err == nil && storeDown:
+				storeDown = false
+				log.Info("mail outbox available again")
+			}
+			if more && err == nil {
+				continue // a full batch: there may be more due now
 			}
 		}
-		more, err := w.RunOnce(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil && !storeDown:
-			// Once per outage, not once per poll.
-			storeDown = true
-			log.Warn("mail outbox unavailable; will keep trying", "err", err)
-		case err == nil && storeDown:
-			storeDown = false
-			log.Info("mail outbox available again")
-		}
-		if more && err == nil {
-			continue // a full batch: there may be more due now
-		}
+		claim = true
 		select {
 		case <-ctx.Done():
+			w.releaseHandedOff(ctx)
 			return
+		case om := <-w.handoff:
+			// Claimed at enqueue: no need to look at the store after it
+			// (that costs a write on SQLite); the poll still does.
+			w.deliverHandedOff(ctx, om)
+			claim = false
 		case <-poll.C:
 		case <-w.wake:
 		}
 	}
 }
 
-// RunOnce claims one batch of due messages and tries each. more reports a
+// deliverHandedOff sends a message that Enqueue stored claimed for this
+// worker, unless its claim could run out during the send (the worker was
+// held up): then it is left for a claim once the lease ends.
+func (w *Worker) deliverHandedOff(ctx context.Context, om gatehouse.OutboxMessage) {
+	<-w.slots
+	if ctx.Err() != nil {
+		w.release(ctx, []gatehouse.OutboxMessage{om})
+		return
+	}
+	if w.c.Now().Add(w.c.SendTimeout + time.Second).After(om.ClaimedUntil) {
+		return
+	}
+	w.deliver(ctx, om)
+}
+
+// releaseHandedOff hands back, at shutdown, messages that were queued
+// claimed for this worker but not yet sent, so that another instance or
+// the next start sends them at once rather than after the lease.
+func (w *Worker) releaseHandedOff(ctx context.Context) {
+	var left []gatehouse.OutboxMessage
+	for {
+		select {
+		case om := <-w.handoff:
+			<-w.slots
+			left = append(left, om)
+		default:
+			if len(left) > 0 {
+				w.release(ctx, left)
+			}
+			return
+		}
+	}
+}
+
+// RunOnce sends what Enqueue handed over, then claims one batch of due
+// messages and tries each. more reports a
 // full batch (more may be due). The error is the store's claim error.
 func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 	if ctx.Err() != nil {
 		return false, nil
+	}
+	for handed := true; handed; {
+		select {
+		case om := <-w.handoff:
+			w.deliverHandedOff(ctx, om)
+		default:
+			handed = false
+		}
 	}
 	claimedAt := w.c.Now()
 	// The claim is not tied to ctx: a claim committed by the database but

@@ -397,16 +397,17 @@ func TestWorkerGivesUpAfterMaxAge(t *testing.T) {
 	c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { return errors.New("down") }))
 	c.Observer = obs
 	c.MaxAge = time.Hour
-	out, w, err := New(c)
+	_, w, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
-		t.Fatal(err)
-	}
 	// Queued a day ago (a long outage).
-	for _, r := range store.rows {
-		r.m.CreatedAt = r.m.CreatedAt.Add(-24 * time.Hour)
+	aead, _ := newAEAD(c.Key)
+	blob, _ := seal(aead, "m1", testMessage("a@example.org"))
+	now := time.Now().UTC()
+	old := gatehouse.OutboxMessage{ID: "m1", Sealed: blob, CreatedAt: now.Add(-24 * time.Hour), NextAttemptAt: now}
+	if err := store.EnqueueMail(context.Background(), old); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := w.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
@@ -416,33 +417,51 @@ func TestWorkerGivesUpAfterMaxAge(t *testing.T) {
 	}
 }
 
+// TestWorkerLeavesClaimsItCannotFinishInTime: the clock jumps past the
+// lease between claim and send, as after a long stall: the worker must not
+// start a send another instance may be starting too. Both ways a worker
+// holds a message: handed over claimed by Enqueue, and claimed from the
+// store.
 func TestWorkerLeavesClaimsItCannotFinishInTime(t *testing.T) {
-	store := newFakeOutbox()
-	var sends atomic.Int64
-	c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { sends.Add(1); return nil }))
-	// The clock jumps past the lease between claim and send, as after a
-	// long stall: the worker must not start a send another instance may
-	// be starting too.
-	var calls atomic.Int64
-	base := time.Now().UTC()
-	c.Now = func() time.Time {
-		if calls.Add(1) > 2 {
-			return base.Add(c.Lease)
-		}
-		return base
-	}
-	out, w, err := New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.RunOnce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if sends.Load() != 0 || store.pending() != 1 {
-		t.Fatalf("sent %d past the lease", sends.Load())
+	for _, handedOff := range []bool{true, false} {
+		t.Run(fmt.Sprintf("handed off %v", handedOff), func(t *testing.T) {
+			store := newFakeOutbox()
+			var sends atomic.Int64
+			c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { sends.Add(1); return nil }))
+			var calls atomic.Int64
+			base := time.Now().UTC()
+			c.Now = func() time.Time {
+				// One reading at base: the enqueue's claim, or the
+				// worker's claim from the store. Then a second short of
+				// the lease's end: too late to start a send, too early
+				// for anyone to claim the message again.
+				if calls.Add(1) > 1 {
+					return base.Add(c.Lease - time.Second)
+				}
+				return base
+			}
+			out, w, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if handedOff {
+				if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				aead, _ := newAEAD(c.Key)
+				blob, _ := seal(aead, "m1", testMessage("a@example.org"))
+				if err := store.EnqueueMail(context.Background(), gatehouse.OutboxMessage{ID: "m1", Sealed: blob, CreatedAt: base, NextAttemptAt: base}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := w.RunOnce(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if sends.Load() != 0 || store.pending() != 1 {
+				t.Fatalf("sent %d past the lease", sends.Load())
+			}
+		})
 	}
 }
 
@@ -514,5 +533,104 @@ func TestWorkerHandsBackOnShutdown(t *testing.T) {
 	}
 	if len(claimed) != 1 {
 		t.Fatalf("after a shutdown mid-send %d messages are claimable, want the 1 that was being sent", len(claimed))
+	}
+}
+
+// TestHandOff: a message queued while the local worker has room is stored
+// claimed, with the secrets its body carries, and sent by that worker
+// alone: another instance's worker sharing the store does not take it,
+// and no claim is needed to send it.
+func TestHandOff(t *testing.T) {
+	store := newFakeOutbox()
+	var sends atomic.Int64
+	c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { sends.Add(1); return nil }))
+	out, w, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := gatehouse.OneTimeSecret{ID: "s1", Kind: gatehouse.SecretVerifyEmail, Subject: "u1", MAC: []byte{1}}
+	if err := out.Enqueue(context.Background(), testMessage("a@example.org"), sec); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	for _, r := range store.rows {
+		if !r.leaseUntil.After(time.Now()) {
+			t.Errorf("stored unclaimed (lease until %v)", r.leaseUntil)
+		}
+	}
+	if len(store.secrets) != 1 || store.secrets[0].ID != "s1" {
+		t.Errorf("secrets stored with the message: %+v", store.secrets)
+	}
+	store.mu.Unlock()
+	if _, err := other.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if sends.Load() != 0 {
+		t.Fatal("another instance sent a message this one holds")
+	}
+	if _, err := w.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if sends.Load() != 1 || store.pending() != 0 {
+		t.Fatalf("sends %d, pending %d", sends.Load(), store.pending())
+	}
+}
+
+// TestHandOffIsBounded: with the worker not running, only handoffSlots
+// messages are stored claimed; the rest are left free for any worker, so
+// a stuck instance holds few messages to their lease.
+func TestHandOffIsBounded(t *testing.T) {
+	store := newFakeOutbox()
+	c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { return nil }))
+	out, _, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range handoffSlots + 3 {
+		if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed := 0
+	store.mu.Lock()
+	for _, r := range store.rows {
+		if !r.leaseUntil.IsZero() {
+			claimed++
+		}
+	}
+	store.mu.Unlock()
+	if claimed != handoffSlots || store.pending() != handoffSlots+3 {
+		t.Fatalf("claimed at enqueue %d of %d, want %d", claimed, store.pending(), handoffSlots)
+	}
+}
+
+// TestHandOffReleasedOnShutdown: messages handed over but not yet sent when
+// the worker stops are handed back due now, not left to their lease.
+func TestHandOffReleasedOnShutdown(t *testing.T) {
+	store := newFakeOutbox()
+	c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { return nil }))
+	out, w, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w.Run(ctx)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	for _, r := range store.rows {
+		if !r.leaseUntil.IsZero() {
+			t.Errorf("still held until %v after shutdown", r.leaseUntil)
+		}
+	}
+	if len(store.rows) != 1 {
+		t.Fatalf("%d messages left, want 1", len(store.rows))
 	}
 }

@@ -154,5 +154,5 @@ type mailQueue struct{ outbox *mail.Outbox }
 func (q mailQueue) Queue(ctx context.Context, r auth.MailRequest) error {
 	return q.outbox.EnqueueTemplate(ctx, mail.Template(r.Template), r.To, mail.Data{
 		URL: r.Link, Code: r.Code, Lifetime: r.Lifetime, Email: r.To, NewEmail: r.NewEmail, OldEmail: r.OldEmail,
-	})
+	}, r.Secrets...)
 }

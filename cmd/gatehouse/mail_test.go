@@ -157,7 +157,7 @@ type nopOutbox struct {
 	msgs []gatehouse.OutboxMessage
 }
 
-func (o *nopOutbox) EnqueueMail(_ context.Context, m gatehouse.OutboxMessage) error {
+func (o *nopOutbox) EnqueueMail(_ context.Context, m gatehouse.OutboxMessage, _ ...gatehouse.OneTimeSecret) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.msgs = append(o.msgs, m)

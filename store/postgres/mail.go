@@ -95,24 +95,33 @@ func attemptsArg(n int) int32 { return int32(min(max(n, 0), math.MaxInt32)) }
 // secret committed before. The three statements go in one batch: one round
 // trip.
 func (s *Store) CreateSecret(ctx context.Context, sec gatehouse.OneTimeSecret) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		if err := queueSecret(b, sec); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return wrap("create secret", err)
+}
+
+// queueSecret adds to b the statements that void the older unused secrets
+// of sec's kind and subject and insert sec; b must run in a transaction.
+func queueSecret(b *pgx.Batch, sec gatehouse.OneTimeSecret) error {
 	if len(sec.MAC) == 0 {
 		// An empty MAC would be matched by an empty presented one.
 		return errors.New("postgres: create secret: empty MAC")
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		// Kinds hold no space, so "kind subject" names one pair; a hash
-		// collision with another pair (or another lock) only makes one
-		// wait for the other.
-		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, string(sec.Kind)+" "+sec.Subject)
-		b.Queue(`DELETE FROM one_time_secrets WHERE kind = $1 AND subject = $2 AND used_at IS NULL`,
-			string(sec.Kind), sec.Subject)
-		b.Queue(`INSERT INTO one_time_secrets (`+secretCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			sec.ID, string(sec.Kind), sec.Subject, sec.MAC, sec.Data, sec.CreatedAt, sec.ExpiresAt,
-			nullTime(sec.UsedAt), attemptsArg(sec.Attempts))
-		return tx.SendBatch(ctx, b).Close()
-	})
-	return wrap("create secret", err)
+	// Kinds hold no space, so "kind subject" names one pair; a hash
+	// collision with another pair (or another lock) only makes one wait
+	// for the other.
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, string(sec.Kind)+" "+sec.Subject)
+	b.Queue(`DELETE FROM one_time_secrets WHERE kind = $1 AND subject = $2 AND used_at IS NULL`,
+		string(sec.Kind), sec.Subject)
+	b.Queue(`INSERT INTO one_time_secrets (`+secretCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		sec.ID, string(sec.Kind), sec.Subject, sec.MAC, sec.Data, sec.CreatedAt, sec.ExpiresAt,
+		nullTime(sec.UsedAt), attemptsArg(sec.Attempts))
+	return nil
 }
 
 // UseSecret is one conditional UPDATE. Concurrent uses queue on the row
@@ -187,13 +196,24 @@ func (s *Store) PruneSecrets(ctx context.Context, now time.Time) error {
 const outboxCols = `id, sealed, created_at, next_attempt_at, attempts`
 
 // EnqueueMail stores m, unclaimed.
-func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage) error {
+func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
 	sealed := m.Sealed
 	if sealed == nil {
 		sealed = []byte{} // pgx sends a nil slice as NULL; the column is NOT NULL
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO mail_outbox (`+outboxCols+`) VALUES ($1, $2, $3, $4, $5)`,
-		m.ID, sealed, m.CreatedAt, m.NextAttemptAt, attemptsArg(m.Attempts))
+	b := &pgx.Batch{}
+	for _, sec := range with {
+		if err := queueSecret(b, sec); err != nil {
+			return fmt.Errorf("enqueue mail: %w", err)
+		}
+	}
+	b.Queue(`INSERT INTO mail_outbox (`+outboxCols+`, claimed_until) VALUES ($1, $2, $3, $4, $5, $6)`,
+		m.ID, sealed, m.CreatedAt, m.NextAttemptAt, attemptsArg(m.Attempts), nullTime(m.ClaimedUntil))
+	if len(with) == 0 {
+		// One statement is a transaction of its own.
+		return wrap("enqueue mail", s.pool.SendBatch(ctx, b).Close())
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
 	return wrap("enqueue mail", err)
 }
 

@@ -75,15 +75,24 @@ func scanSecret(row scanner) (gatehouse.OneTimeSecret, error) {
 // CreateSecret stores sec and voids the older unused secrets of its kind and
 // subject, in one transaction on the writer.
 func (s *Store) CreateSecret(ctx context.Context, sec gatehouse.OneTimeSecret) error {
-	if len(sec.MAC) == 0 {
-		// An empty MAC would be matched by an empty presented one.
-		return errors.New("sqlite: create secret: empty MAC")
-	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap("create secret", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := insertSecret(ctx, tx, sec); err != nil {
+		return err
+	}
+	return wrap("create secret: commit", tx.Commit())
+}
+
+// insertSecret voids the older unused secrets of sec's kind and subject and
+// inserts sec, inside tx.
+func insertSecret(ctx context.Context, tx *sql.Tx, sec gatehouse.OneTimeSecret) error {
+	if len(sec.MAC) == 0 {
+		// An empty MAC would be matched by an empty presented one.
+		return errors.New("sqlite: create secret: empty MAC")
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM one_time_secrets WHERE kind = ? AND subject = ? AND used_at IS NULL`,
 		string(sec.Kind), sec.Subject); err != nil {
 		return wrap("create secret: void older", err)
@@ -93,7 +102,7 @@ func (s *Store) CreateSecret(ctx context.Context, sec gatehouse.OneTimeSecret) e
 		nullMicros(sec.UsedAt), int64(sec.Attempts)); err != nil {
 		return wrap("create secret", err)
 	}
-	return wrap("create secret: commit", tx.Commit())
+	return nil
 }
 
 // UseSecret is one conditional UPDATE on the single writer connection, so
@@ -163,14 +172,30 @@ func (s *Store) PruneSecrets(ctx context.Context, now time.Time) error {
 
 const outboxCols = `id, sealed, created_at, next_attempt_at, attempts`
 
-func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage) error {
+func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
 	sealed := m.Sealed
 	if sealed == nil {
 		sealed = []byte{} // NOT NULL: an empty blob, not NULL
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO mail_outbox (`+outboxCols+`) VALUES (?, ?, ?, ?, ?)`,
-		m.ID, sealed, micros(m.CreatedAt), micros(m.NextAttemptAt), int64(m.Attempts))
-	return wrap("enqueue mail", err)
+	var claimed any
+	if !m.ClaimedUntil.IsZero() {
+		claimed = micros(m.ClaimedUntil)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("enqueue mail", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	for _, sec := range with {
+		if err := insertSecret(ctx, tx, sec); err != nil {
+			return fmt.Errorf("enqueue mail: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO mail_outbox (`+outboxCols+`, claimed_until) VALUES (?, ?, ?, ?, ?, ?)`,
+		m.ID, sealed, micros(m.CreatedAt), micros(m.NextAttemptAt), int64(m.Attempts), claimed); err != nil {
+		return wrap("enqueue mail", err)
+	}
+	return wrap("enqueue mail: commit", tx.Commit())
 }
 
 // ClaimMail is one UPDATE on the writer: SQLite runs one writer at a time

@@ -228,3 +228,60 @@ func testDeleteMail(t *testing.T, s gatehouse.Store) {
 	later := now.Add(2 * mailLease) // the deleted message's lease has ended too
 	checkMessages(t, "ClaimMail after DeleteMail", mustClaim(t, s, later, 10), []gatehouse.OutboxMessage{kept})
 }
+
+// testEnqueueMailWithSecrets: the secrets queued with a message are stored
+// with it (voiding older ones of their kind and subject, as CreateSecret
+// does), and a message refused by the store takes its secrets with it.
+func testEnqueueMailWithSecrets(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	user := newID()
+	older := mustCreateSecret(t, s, newSecret(gatehouse.SecretMagicLink, user, now))
+	link := newSecret(gatehouse.SecretMagicLink, user, now.Add(time.Second))
+	code := newSecret(gatehouse.SecretMagicCode, user, now.Add(time.Second))
+	m := newMessage(now, now)
+	if err := s.EnqueueMail(t.Context(), m, link, code); err != nil {
+		t.Fatalf("EnqueueMail with secrets: %v", err)
+	}
+	at := now.Add(2 * time.Second)
+	if usable(t, s, older, at) {
+		t.Error("the older link of the same kind and subject is still usable")
+	}
+	if !usable(t, s, link, at) || !usable(t, s, code, at) {
+		t.Error("a secret queued with the message is not usable")
+	}
+	checkMessages(t, "claim", mustClaim(t, s, at, 10), []gatehouse.OutboxMessage{m})
+
+	// The same message id again fails, and the secret sent with it must
+	// not be left behind.
+	orphan := newSecret(gatehouse.SecretVerifyEmail, user, now)
+	if err := s.EnqueueMail(t.Context(), m, orphan); err == nil {
+		t.Fatal("EnqueueMail accepted a duplicate message id")
+	}
+	if usable(t, s, orphan, at) {
+		t.Error("the secret of a message that was not stored is usable")
+	}
+	bad := newSecret(gatehouse.SecretVerifyEmail, user, now)
+	bad.MAC = nil
+	next := newMessage(now, now)
+	if err := s.EnqueueMail(t.Context(), next, bad); err == nil {
+		t.Fatal("EnqueueMail accepted a secret without a MAC")
+	}
+	checkMessages(t, "claim after refused enqueues", mustClaim(t, s, at.Add(2*mailLease), 10), []gatehouse.OutboxMessage{m})
+}
+
+// testEnqueueMailClaimed: a message queued with a claim (the queuing
+// instance sends it itself) is not claimed by anyone else until the claim
+// has passed, and then it is.
+func testEnqueueMailClaimed(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	m := newMessage(now, now)
+	m.ClaimedUntil = now.Add(mailLease)
+	mustEnqueue(t, s, m)
+	free := mustEnqueue(t, s, newMessage(now, now))
+	checkMessages(t, "claim while held", mustClaim(t, s, now.Add(time.Second), 10), []gatehouse.OutboxMessage{free})
+	wantPending(t, s, 2)
+	if err := s.DeleteMail(t.Context(), free.ID); err != nil {
+		t.Fatal(err)
+	}
+	checkMessages(t, "claim after the hold", mustClaim(t, s, now.Add(mailLease+time.Second), 10), []gatehouse.OutboxMessage{m})
+}

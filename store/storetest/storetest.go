@@ -117,6 +117,8 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"DeletePasskey", testDeletePasskey},
 
 		{"ClaimMail", testClaimMail},
+		{"EnqueueMailWithSecrets", testEnqueueMailWithSecrets},
+		{"EnqueueMailClaimed", testEnqueueMailClaimed},
 		{"ClaimMailLease", testClaimMailLease},
 		{"ClaimMailConcurrent", testClaimMailConcurrent},
 		{"RetryMail", testRetryMail},
