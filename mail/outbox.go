@@ -2,9 +2,6 @@ package mail
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/sealbox"
 )
 
 // Observer counts what the worker does (metrics.Metrics implements it).
@@ -57,7 +55,7 @@ func New(c Config) (*Outbox, *Worker, error) {
 	if c.Store == nil || c.Sender == nil {
 		return nil, nil, errors.New("mail: store and sender are required")
 	}
-	aead, err := newAEAD(c.Key)
+	box, err := newBox(c.Key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,9 +94,9 @@ func New(c Config) (*Outbox, *Worker, error) {
 	wake := make(chan struct{}, 1)
 	handoff := make(chan gatehouse.OutboxMessage, handoffSlots)
 	slots := make(chan struct{}, handoffSlots)
-	return &Outbox{store: c.Store, renderer: c.Renderer, aead: aead, now: c.Now, lease: c.Lease,
+	return &Outbox{store: c.Store, renderer: c.Renderer, box: box, now: c.Now, lease: c.Lease,
 			wake: wake, handoff: handoff, slots: slots},
-		&Worker{c: c, aead: aead, wake: wake, handoff: handoff, slots: slots}, nil
+		&Worker{c: c, box: box, wake: wake, handoff: handoff, slots: slots}, nil
 }
 
 type nopObserver struct{}
@@ -108,45 +106,28 @@ func (nopObserver) MailFailed()     {}
 func (nopObserver) MailGaveUp()     {}
 func (nopObserver) MailPending(int) {}
 
-func newAEAD(key []byte) (cipher.AEAD, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("mail: sealing key must be 32 bytes, got %d", len(key))
-	}
-	block, err := aes.NewCipher(key)
+// newBox returns the sealing box of queued messages (sealbox's format:
+// version, random nonce, AES-256-GCM).
+func newBox(key []byte) (*sealbox.Box, error) {
+	box, err := sealbox.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("mail: sealing key: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("mail: sealing key: %w", err)
-	}
-	return aead, nil
+	return box, nil
 }
 
-// sealVersion leads every sealed blob, so the format can change later.
-const sealVersion = 1
-
-// seal encrypts m with a random nonce, bound to the message id (AAD) so a
-// blob moved to another row does not open.
-func seal(aead cipher.AEAD, id string, m Message) ([]byte, error) {
+// seal encrypts m bound to the message id, so a blob moved to another row
+// does not open.
+func seal(box *sealbox.Box, id string, m Message) ([]byte, error) {
 	plain, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode mail: %w", err)
 	}
-	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
-	out[0] = sealVersion
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, fmt.Errorf("seal mail: %w", err)
-	}
-	return aead.Seal(out, out[1:], plain, []byte(id)), nil
+	return box.Seal([]byte(id), plain), nil
 }
 
-func unseal(aead cipher.AEAD, id string, blob []byte) (Message, error) {
-	n := aead.NonceSize()
-	if len(blob) < 1+n || blob[0] != sealVersion {
-		return Message{}, errors.New("sealed mail has an unknown format")
-	}
-	plain, err := aead.Open(nil, blob[1:1+n], blob[1+n:], []byte(id))
+func unseal(box *sealbox.Box, id string, blob []byte) (Message, error) {
+	plain, err := box.Open([]byte(id), blob)
 	if err != nil {
 		return Message{}, errors.New("sealed mail does not open (another master key, or tampered)")
 	}
@@ -162,7 +143,7 @@ func unseal(aead cipher.AEAD, id string, blob []byte) (Message, error) {
 type Outbox struct {
 	store    gatehouse.MailOutbox
 	renderer *Renderer
-	aead     cipher.AEAD
+	box      *sealbox.Box
 	now      func() time.Time
 	lease    time.Duration
 	wake     chan struct{}
@@ -194,7 +175,7 @@ func (o *Outbox) Enqueue(ctx context.Context, m Message, with ...gatehouse.OneTi
 	if err != nil {
 		return fmt.Errorf("mail id: %w", err)
 	}
-	sealed, err := seal(o.aead, id.String(), m)
+	sealed, err := seal(o.box, id.String(), m)
 	if err != nil {
 		return err
 	}
@@ -246,7 +227,7 @@ func (o *Outbox) Renderer() *Renderer { return o.renderer }
 // each message is claimed with a lease.
 type Worker struct {
 	c       Config
-	aead    cipher.AEAD
+	box     *sealbox.Box
 	wake    chan struct{}
 	handoff <-chan gatehouse.OutboxMessage
 	slots   <-chan struct{}
@@ -385,7 +366,7 @@ func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 // deliver makes one attempt at om and records the outcome in the store.
 func (w *Worker) deliver(ctx context.Context, om gatehouse.OutboxMessage) {
 	log := w.c.Logger.With("mail_id", om.ID)
-	m, err := unseal(w.aead, om.ID, om.Sealed)
+	m, err := unseal(w.box, om.ID, om.Sealed)
 	if err != nil {
 		// It will never open: retrying only delays the same answer.
 		w.giveUp(ctx, om, "", err)

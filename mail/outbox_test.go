@@ -129,21 +129,21 @@ func TestSealedBlobHidesLinkAndToken(t *testing.T) {
 	if row.Attempts != 0 || row.NextAttemptAt.IsZero() || row.CreatedAt.IsZero() {
 		t.Errorf("row %+v", row)
 	}
-	aead, _ := newAEAD(c.Key)
-	got, err := unseal(aead, row.ID, row.Sealed)
+	box, _ := newBox(c.Key)
+	got, err := unseal(box, row.ID, row.Sealed)
 	if err != nil || got != m {
 		t.Fatalf("unseal: %v %+v", err, got)
 	}
 	// Bound to its id: the blob moved to another row does not open.
-	if _, err := unseal(aead, row.ID+"x", row.Sealed); err == nil {
+	if _, err := unseal(box, row.ID+"x", row.Sealed); err == nil {
 		t.Error("blob opened under another id")
 	}
 	tampered := bytes.Clone(row.Sealed)
 	tampered[len(tampered)-1] ^= 1
-	if _, err := unseal(aead, row.ID, tampered); err == nil {
+	if _, err := unseal(box, row.ID, tampered); err == nil {
 		t.Error("tampered blob opened")
 	}
-	other, _ := newAEAD(testKey(t))
+	other, _ := newBox(testKey(t))
 	if _, err := unseal(other, row.ID, row.Sealed); err == nil {
 		t.Error("blob opened under another key")
 	}
@@ -378,7 +378,7 @@ func TestWorkerGivesUpOnUnreadableMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Sealed under another master secret (a key changed by mistake).
-	other, _ := newAEAD(testKey(t))
+	other, _ := newBox(testKey(t))
 	blob, _ := seal(other, "m1", testMessage("a@example.org"))
 	now := time.Now().UTC()
 	if err := store.EnqueueMail(context.Background(), gatehouse.OutboxMessage{ID: "m1", Sealed: blob, CreatedAt: now, NextAttemptAt: now}); err != nil {
@@ -402,8 +402,8 @@ func TestWorkerGivesUpAfterMaxAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Queued a day ago (a long outage).
-	aead, _ := newAEAD(c.Key)
-	blob, _ := seal(aead, "m1", testMessage("a@example.org"))
+	box, _ := newBox(c.Key)
+	blob, _ := seal(box, "m1", testMessage("a@example.org"))
 	now := time.Now().UTC()
 	old := gatehouse.OutboxMessage{ID: "m1", Sealed: blob, CreatedAt: now.Add(-24 * time.Hour), NextAttemptAt: now}
 	if err := store.EnqueueMail(context.Background(), old); err != nil {
@@ -449,8 +449,8 @@ func TestWorkerLeavesClaimsItCannotFinishInTime(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				aead, _ := newAEAD(c.Key)
-				blob, _ := seal(aead, "m1", testMessage("a@example.org"))
+				box, _ := newBox(c.Key)
+				blob, _ := seal(box, "m1", testMessage("a@example.org"))
 				if err := store.EnqueueMail(context.Background(), gatehouse.OutboxMessage{ID: "m1", Sealed: blob, CreatedAt: base, NextAttemptAt: base}); err != nil {
 					t.Fatal(err)
 				}

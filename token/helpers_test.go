@@ -127,8 +127,7 @@ func privateKey(tb testing.TB, k *Keys, store *memStore, kid string) (alg string
 		if sk.ID != kid {
 			continue
 		}
-		ns := k.aead.NonceSize()
-		raw, err := k.aead.Open(nil, sk.Sealed[1:1+ns], sk.Sealed[1+ns:], sealAAD(sk.ID, sk.Algorithm))
+		raw, err := k.box.Open(sealAAD(sk.ID, sk.Algorithm), sk.Sealed)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -3,8 +3,6 @@ package token
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -21,6 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/sealbox"
 )
 
 // The signing algorithms Gatehouse supports.
@@ -36,11 +35,8 @@ const (
 	// reloadInterval bounds how often an unknown kid may send us to the
 	// store, so a flood of made-up kids cannot turn into a flood of queries.
 	reloadInterval = time.Second
-	// sealVersion prefixes sealed key material so the format can change
-	// without guessing.
-	sealVersion = 1
-	hmacKeyLen  = 32
-	kidLen      = 16
+	hmacKeyLen     = 32
+	kidLen         = 16
 )
 
 // KeyStore is the part of gatehouse.Store the key set needs.
@@ -79,7 +75,7 @@ type Config struct {
 type Keys struct {
 	store KeyStore
 	cfg   Config
-	aead  cipher.AEAD
+	box   *sealbox.Box
 
 	set atomic.Pointer[keySet]
 
@@ -206,16 +202,12 @@ func NewKeys(store KeyStore, cfg Config) (*Keys, error) {
 	if len(cfg.SealKey) != 32 {
 		return nil, fmt.Errorf("token: seal key must be 32 bytes, got %d", len(cfg.SealKey))
 	}
-	block, err := aes.NewCipher(cfg.SealKey)
+	box, err := sealbox.New(cfg.SealKey)
 	if err != nil {
 		return nil, fmt.Errorf("token: seal key: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("token: seal key: %w", err)
-	}
-	cfg.SealKey = nil // the AEAD holds what it needs; drop our reference
-	return &Keys{store: store, cfg: cfg, aead: aead}, nil
+	cfg.SealKey = nil // the box holds what it needs; drop our reference
+	return &Keys{store: store, cfg: cfg, box: box}, nil
 }
 
 // Load reads every key from the store (keeping keys already parsed) and,
@@ -452,23 +444,17 @@ func sealAAD(kid, alg string) []byte {
 	return []byte(kid + "\x00" + alg)
 }
 
-// seal encrypts raw private key material: version || nonce || AES-GCM.
+// seal encrypts raw private key material (sealbox's format: version,
+// nonce, AES-GCM), bound to its kid and algorithm.
 func (k *Keys) seal(kid, alg string, raw []byte) []byte {
-	out := make([]byte, 1+k.aead.NonceSize(), 1+k.aead.NonceSize()+len(raw)+k.aead.Overhead())
-	out[0] = sealVersion
-	rand.Read(out[1:])
-	return k.aead.Seal(out, out[1:], raw, sealAAD(kid, alg))
+	return k.box.Seal(sealAAD(kid, alg), raw)
 }
 
 // unseal decrypts and parses a stored key.
 func (k *Keys) unseal(sk gatehouse.SigningKey) (*key, error) {
-	ns := k.aead.NonceSize()
-	if len(sk.Sealed) < 1+ns+k.aead.Overhead() || sk.Sealed[0] != sealVersion {
-		return nil, fmt.Errorf("token: signing key %q: bad sealed format", sk.ID)
-	}
-	raw, err := k.aead.Open(nil, sk.Sealed[1:1+ns], sk.Sealed[1+ns:], sealAAD(sk.ID, sk.Algorithm))
+	raw, err := k.box.Open(sealAAD(sk.ID, sk.Algorithm), sk.Sealed)
 	if err != nil {
-		return nil, fmt.Errorf("token: signing key %q: cannot unseal (wrong master key?)", sk.ID)
+		return nil, fmt.Errorf("token: signing key %q: cannot unseal (wrong master key, or tampered)", sk.ID)
 	}
 	defer clear(raw)
 	return buildKey(sk.ID, sk.Algorithm, sk.CreatedAt.UTC(), raw)
