@@ -227,6 +227,7 @@ type Store interface {
 	MailOutbox
 	MFAStore
 	PasskeyStore
+	IdPStore
 
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.
@@ -436,4 +437,92 @@ type PasskeyStore interface {
 	DeletePasskey(ctx context.Context, userID, id string) error
 	// CountPasskeys counts the user's passkeys.
 	CountPasskeys(ctx context.Context, userID string) (int, error)
+}
+
+// One-time secrets of sign-in with an external identity provider.
+const (
+	// SecretIdPState is the state of a redirect to a provider: single use,
+	// so a callback cannot be replayed on any instance.
+	SecretIdPState SecretKind = "idp_state"
+	// SecretIdPLogin is a login_code handed to a native app in the
+	// fragment of its redirect; Data holds the session's methods.
+	SecretIdPLogin SecretKind = "idp_login"
+)
+
+// ProviderKind says how Gatehouse speaks to an identity provider.
+type ProviderKind string
+
+// The provider kinds.
+const (
+	// ProviderOIDC is any OpenID provider: discovery, JWKS, ID tokens.
+	ProviderOIDC ProviderKind = "oidc"
+	// ProviderGitHub speaks OAuth 2.0 with GitHub's user and emails APIs.
+	ProviderGitHub ProviderKind = "github"
+)
+
+// IdentityProvider is an upstream provider users can sign in with, as
+// stored: the client secret is sealed under a key derived from the master
+// secret before it reaches a Store.
+type IdentityProvider struct {
+	Name         string // [a-z0-9-], used in URLs
+	Kind         ProviderKind
+	DisplayName  string
+	Issuer       string // OpenID issuer; for GitHub the site (https://github.com)
+	ClientID     string
+	SealedSecret []byte
+	Scopes       []string
+	// Endpoints that replace discovery (GitHub, GitHub Enterprise); empty
+	// for OpenID providers, which are discovered.
+	AuthURL, TokenURL, UserinfoURL string
+	// NoSignup: a sign-in that matches no account is refused instead of
+	// creating one.
+	NoSignup  bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Identity links a user to an account at an identity provider: the
+// provider's subject is unique per provider.
+type Identity struct {
+	ID        string
+	Provider  string // IdentityProvider.Name
+	Subject   string
+	UserID    string
+	Email     string // the address the provider gave when it was linked
+	CreatedAt time.Time
+}
+
+// IdPStore keeps identity providers and the identities linked to users.
+type IdPStore interface {
+	// PutIdentityProvider inserts p or replaces the provider of that name
+	// (keeping its CreatedAt). Subjects are unique only per issuer, so a
+	// replacement with another Kind or Issuer deletes the provider's
+	// identities in the same transaction.
+	PutIdentityProvider(ctx context.Context, p IdentityProvider) error
+	// IdentityProvider returns the provider of that name, or ErrNotFound.
+	IdentityProvider(ctx context.Context, name string) (IdentityProvider, error)
+	// IdentityProviders returns every provider, by name.
+	IdentityProviders(ctx context.Context) ([]IdentityProvider, error)
+	// DeleteIdentityProvider deletes the provider and its identities;
+	// ErrNotFound when there is none.
+	DeleteIdentityProvider(ctx context.Context, name string) error
+
+	// CreateIdentity stores i. ErrStale when the provider's subject is
+	// already linked (to anyone); ErrNotFound without the user or the
+	// provider.
+	CreateIdentity(ctx context.Context, i Identity) error
+	// CreateUserWithIdentity inserts u and i (whose UserID is u.ID) in one
+	// transaction: ErrEmailTaken or ErrStale as CreateUser and
+	// CreateIdentity say, and then neither is stored.
+	CreateUserWithIdentity(ctx context.Context, u User, i Identity) error
+	// IdentityBySubject finds the identity of a provider's subject, or
+	// ErrNotFound.
+	IdentityBySubject(ctx context.Context, provider, subject string) (Identity, error)
+	// Identities returns the user's identities, oldest first.
+	Identities(ctx context.Context, userID string) ([]Identity, error)
+	// DeleteIdentity deletes the user's identity id only while the user
+	// keeps another way to sign in (a password, a passkey or another
+	// identity), checked in the same atomic step as the delete: ErrStale
+	// when it is the last; ErrNotFound when the user has no such identity.
+	DeleteIdentity(ctx context.Context, userID, id string) error
 }

@@ -429,7 +429,13 @@ func (s *Service) DeletePasskey(ctx context.Context, p Principal, id string) err
 		return gatehouse.ErrNotFound
 	}
 	if u.PasswordHash == "" && n <= 1 {
-		return ErrLastLoginMethod
+		linked, err := s.hasIdentities(ctx, u.ID)
+		if err != nil {
+			return fmt.Errorf("delete passkey: %w", err)
+		}
+		if !linked {
+			return ErrLastLoginMethod
+		}
 	}
 	if err := s.Passkeys.DeletePasskey(ctx, u.ID, id); err != nil {
 		return fmt.Errorf("delete passkey: %w", err)

@@ -128,6 +128,9 @@ type Deps struct {
 	// Passkeys; WebAuthn nil switches them off (404 not_configured).
 	Passkeys gatehouse.PasskeyStore
 	WebAuthn *webauthn.WebAuthn
+
+	// External identity providers; a nil IdP.Store switches them off.
+	IdP IdPDeps
 }
 
 // Service implements every Gatehouse operation.

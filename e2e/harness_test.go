@@ -476,6 +476,8 @@ var knownCodes = map[string]int{
 	"already_enabled":        409,
 	"invalid_credential":     401,
 	"last_login_method":      409,
+	"invalid_redirect":       400,
+	"account_exists":         409,
 }
 
 // otherStatus is the second status a code may come with: a passkey that

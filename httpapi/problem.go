@@ -73,6 +73,8 @@ var titles = map[string]string{
 	"already_enabled":        "Already enabled",
 	"invalid_credential":     "Invalid credential",
 	"last_login_method":      "Last login method",
+	"invalid_redirect":       "Redirect not allowed",
+	"account_exists":         "Account exists",
 }
 
 // writeError is the one place where errors become HTTP responses. Details
@@ -128,6 +130,10 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		p.Status, p.Code, p.Detail = http.StatusUnauthorized, "invalid_credential", "The passkey was not accepted."
 	case errors.Is(err, auth.ErrLastLoginMethod):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "last_login_method", "This is the last way to sign in to the account; add another first."
+	case errors.Is(err, auth.ErrInvalidRedirect):
+		p.Status, p.Code, p.Detail = http.StatusBadRequest, "invalid_redirect", "redirect_to is neither on this server's origin nor under an entry of its redirect allowlist."
+	case errors.Is(err, auth.ErrAccountExists):
+		p.Status, p.Code, p.Detail = http.StatusConflict, "account_exists", "An account with this email exists; sign in to it and link this provider from the account page."
 	case errors.Is(err, auth.ErrAlreadyEnabled):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "already_enabled", "This second factor is already enabled."
 	case errors.Is(err, auth.ErrNotConfigured):

@@ -33,6 +33,10 @@ const (
 	PurposeTOTP = "gatehouse totp seal v1"
 	// PurposeRecovery keys the MACs of recovery codes.
 	PurposeRecovery = "gatehouse recovery-code mac v1"
+	// PurposeIdPSecret seals the client secrets of identity providers.
+	PurposeIdPSecret = "gatehouse idp client-secret seal v1"
+	// PurposeIdPFlow seals the cookie of a redirect to a provider.
+	PurposeIdPFlow = "gatehouse idp flow seal v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/ratelimit"
 )
 
@@ -59,6 +60,9 @@ type config struct {
 	MailDir       string
 	MailTemplates string
 	ProductName   string
+	// External identity providers.
+	RedirectAllowlist string
+	IdPTimeout        time.Duration
 
 	// noSecrets: the command touches no secret (migrate, user create), so
 	// on PostgreSQL no master key is needed.
@@ -72,6 +76,7 @@ type config struct {
 	signupRate  ratelimit.Rate
 	mailRate    ratelimit.Rate
 	mailIPRate  ratelimit.Rate
+	redirects   []string
 }
 
 // newFlagSet declares the flags of a subcommand. Only the names in use are
@@ -177,6 +182,12 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 			fs.StringVar(&c.MailTemplates, "mail-templates", "", "folder of mail templates overriding the built-in ones by file name")
 		},
 		"product-name": func() { fs.StringVar(&c.ProductName, "product-name", "Gatehouse", "product name used in mail") },
+		"redirect-allowlist": func() {
+			fs.StringVar(&c.RedirectAllowlist, "redirect-allowlist", "", "comma-separated URLs (https://app.example.com/callback, com.example.app:/oauth) under which a provider sign-in may send the browser back, besides --public-url's origin")
+		},
+		"idp-timeout": func() {
+			fs.DurationVar(&c.IdPTimeout, "idp-timeout", 10*time.Second, "time allowed to each request to an identity provider (discovery, keys, token, user APIs)")
+		},
 		"max-connections": func() {
 			fs.IntVar(&c.MaxConns, "max-connections", 1024, "connections open at once; more wait until one closes")
 		},
@@ -324,6 +335,13 @@ func (c *config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if c.IdPTimeout <= 0 {
+		return errors.New("--idp-timeout must be positive")
+	}
+	c.redirects = splitList(c.RedirectAllowlist)
+	if _, err := idp.NewRedirectPolicy(c.PublicURL, c.redirects); err != nil {
+		return fmt.Errorf("--redirect-allowlist: %v", err)
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func main() {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-const usage = "usage: gatehouse serve|migrate|user create|keys rotate|mail test|version [flags]"
+const usage = "usage: gatehouse serve|migrate|user create|keys rotate|idp add|list|remove|mail test|version [flags]"
 
 // helpText answers `gatehouse help`, `--help` and `-h`.
 const helpText = `usage: gatehouse <command> [flags]
@@ -48,6 +48,9 @@ Commands:
   migrate       apply database migrations and exit
   user create   create a user (the password is read from stdin)
   keys rotate   make a new signing key
+  idp add       add or change an identity provider (presets google, github)
+  idp list      list the identity providers
+  idp remove    remove an identity provider and its linked identities
   mail test     send a test message with the configured mailer
   version       print the version
 
@@ -80,6 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return errors.New("usage: gatehouse mail test --to ADDRESS [--smtp-url ... --mail-from ...]")
 		}
 		return mailTest(ctx, args[2:], getenv, stdout)
+	case "idp":
+		return idpCommand(ctx, args[1:], getenv, stdin, stdout)
 	case "help", "--help", "-help", "-h":
 		return &helpRequest{text: helpText}
 	case "version", "--version", "-version":

@@ -35,6 +35,7 @@ var serveFlags = []string{
 	"session-retention", "max-connections", "metrics-addr",
 	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
 	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name", "no-mail",
+	"redirect-allowlist", "idp-timeout",
 }
 
 // maxHeaderBytes makes net/http refuse (431) a request line and header
@@ -100,6 +101,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// not an IP address); without one they are off, not fatal, so the
 	// zero-configuration start keeps working.
 	webAuthn, webAuthnErr := newWebAuthn(&c)
+	idpDeps, err := b.idpDeps(&c)
+	if err != nil {
+		return err
+	}
 	level, _ := parseLevel(c.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
@@ -172,6 +177,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailer,
 		MFA: b.store, Attempts: b.store, TOTPBox: totpBox, RecoveryKey: masterkey.Derive(b.master, masterkey.PurposeRecovery),
 		Passkeys: b.store, WebAuthn: webAuthn,
+		IdP: idpDeps,
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })

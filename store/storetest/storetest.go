@@ -116,6 +116,8 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"UpdatePasskeyUseConcurrent", testUpdatePasskeyUseConcurrent},
 		{"DeletePasskey", testDeletePasskey},
 
+		{"IdPs", testIdPs},
+
 		{"ClaimMail", testClaimMail},
 		{"EnqueueMailWithSecrets", testEnqueueMailWithSecrets},
 		{"EnqueueMailClaimed", testEnqueueMailClaimed},

@@ -118,6 +118,63 @@ export interface TotpEnrolment {
   otpauth_uri: string;
 }
 
+/** An external identity provider offered for sign-in (GET /auth/idps). */
+export interface IdentityProvider {
+  /** The name in the provider's URLs (`/auth/idps/<name>/...`), e.g. "google". */
+  name: string;
+  /** The name to show on its button, e.g. "Google". */
+  display_name: string;
+}
+
+/** An external account linked to the user (GET /auth/identities). */
+export interface Identity {
+  id: string;
+  /** The provider's `name`. */
+  provider: string;
+  /** The address the provider gave for this account (may be empty). */
+  email: string;
+  created_at: string;
+}
+
+/** Where a sign-in's tokens go: the refresh token as an HttpOnly cookie (this client's way),
+ * or everything in the response body (native apps). */
+export type TokenTransport = "cookie" | "body";
+
+/** Options of `loginWith` and `authorizeUrl`. */
+export interface LoginWithOptions {
+  /** Where the provider's callback sends the browser back to: an absolute URL or a path
+   * (resolved against the page). Default: this page without its fragment. It must be on
+   * Gatehouse's origin or under an entry of the server's `--redirect-allowlist`. */
+  redirectTo?: string;
+  /** Default "cookie": the browser comes back signed in (call `resume()`). With "body" it
+   * comes back with `#login_code=...` for `exchangeLoginCode`. */
+  transport?: TokenTransport;
+}
+
+/**
+ * What a provider's callback put into the fragment of `redirect_to` (`takeProviderReturn`):
+ * - `error`, a stable code such as `account_exists` or `access_denied` (no session was made);
+ *   `mfa_required` comes with `mfaToken` and `methods`, for `verifyMfa` or
+ *   `verifyMfaWithPasskey` as after a password;
+ * - `loginCode`, the body-transport code for `exchangeLoginCode` (60 s, single use);
+ * - `linked`, the provider's name, after `linkWith` succeeded.
+ * A cookie-transport sign-in that succeeded has no fragment (null): `resume()`.
+ */
+export type ProviderReturn =
+  | { error: string; mfaToken?: string; methods?: MfaMethod[] }
+  | { loginCode: string }
+  | { linked: string };
+
+/** A body-transport token response (`exchangeLoginCode`): the app keeps these itself. */
+export interface TokenSet {
+  access_token: string;
+  refresh_token: string;
+  token_type?: string;
+  expires_in: number;
+  session_id: string;
+  user: User;
+}
+
 /** A problem+json error from the server (or a network failure, status 0). */
 export class GatehouseError extends Error {
   readonly status: number;
@@ -343,6 +400,49 @@ async function webauthn(kind: "create" | "get", publicKey: Json): Promise<Json> 
   }
   if (!cred) throw passkeyError(new DOMException("No credential was returned.", "NotAllowedError"), false);
   return credentialJSON(cred as PublicKeyCredential);
+}
+
+// ------------------------------------------------------ identity providers
+
+/** The provider's return in a URL fragment ("#error=..." or "#login_code=..."), or null. */
+export function parseProviderReturn(hash: string): ProviderReturn | null {
+  let params: URLSearchParams;
+  try {
+    params = new URLSearchParams(hash.replace(/^#/, ""));
+  } catch {
+    return null;
+  }
+  const code = params.get("login_code");
+  if (code) return { loginCode: code };
+  const error = params.get("error");
+  if (error !== null) {
+    const out: { error: string; mfaToken?: string; methods?: MfaMethod[] } = { error: error.trim() || "unknown_error" };
+    const mfaToken = params.get("mfa_token");
+    if (out.error === "mfa_required" && mfaToken) {
+      out.mfaToken = mfaToken;
+      out.methods = (params.get("methods") ?? "").split(",").filter((m): m is MfaMethod => ["totp", "recovery_code", "passkey"].includes(m));
+    }
+    return out;
+  }
+  const linked = params.get("linked");
+  if (linked !== null) return { linked };
+  return null;
+}
+
+/**
+ * Reads what a provider's callback put into this page's fragment (see `ProviderReturn`) and
+ * removes the fragment from the address bar and the history entry (`history.replaceState`),
+ * so a login code is never left there to be copied, bookmarked or read later. Call it first
+ * on the `redirect_to` page, before anything else reads the address; null when the page was
+ * not opened by a provider's callback (the fragment is then left alone).
+ */
+export function takeProviderReturn(): ProviderReturn | null {
+  if (typeof location === "undefined") return null;
+  const ret = parseProviderReturn(location.hash);
+  if (ret !== null && typeof history !== "undefined") {
+    history.replaceState(history.state, "", location.pathname + location.search);
+  }
+  return ret;
 }
 
 /** Whether a 401 is about the access token (so a refresh may help), read from a copy of its body. */
@@ -1002,5 +1102,91 @@ export class GatehouseClient extends EventTarget {
   async regenerateRecoveryCodes(code: string): Promise<string[]> {
     const body = await this.postJson<{ recovery_codes: string[] }>("/auth/mfa/recovery-codes", { code });
     return (body as { recovery_codes: string[] }).recovery_codes;
+  }
+
+  // ---------------------------------------------------- identity providers
+
+  /** The external identity providers to offer sign-in buttons for (GET /auth/idps). */
+  async providers(): Promise<IdentityProvider[]> {
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.base + "/auth/idps", { method: "GET", credentials: "omit" });
+    } catch (err) {
+      throw new GatehouseError(0, "network_error", String(err));
+    }
+    if (!res.ok) throw await toError(res);
+    const body = (await res.json()) as { providers?: IdentityProvider[] };
+    return Array.isArray(body.providers) ? body.providers : [];
+  }
+
+  /**
+   * The URL that starts a sign-in with `provider` (`/auth/idps/<provider>/authorize`), for
+   * apps that navigate themselves; `loginWith` and `linkWith` go there. With `link: true` it
+   * links the provider's account to the user signed in in this browser (refresh cookie).
+   */
+  authorizeUrl(provider: string, options: LoginWithOptions & { link?: boolean } = {}): string {
+    const params = new URLSearchParams();
+    params.set("redirect_to", this.returnUrl(options.redirectTo));
+    if (options.transport === "body") params.set("token_transport", "body");
+    if (options.link) params.set("link", "1");
+    const url = `${this.base}/auth/idps/${encodeURIComponent(provider)}/authorize?${params.toString()}`;
+    // Absolute, also with the default baseUrl (the page's origin): apps may open it anywhere.
+    return typeof location === "undefined" ? url : new URL(url, location.href).href;
+  }
+
+  /** An absolute redirect_to: the given URL or path resolved against the page, else the page without its fragment. */
+  private returnUrl(redirectTo: string | undefined): string {
+    const here = typeof location === "undefined" ? "" : location.href;
+    const url = new URL(redirectTo ?? here, here || undefined);
+    url.hash = "";
+    return url.href;
+  }
+
+  /**
+   * Signs in with an external provider: the browser leaves the page for the provider's login
+   * and consent, and Gatehouse's callback sends it back to `redirectTo` (default: this page).
+   * There, call `takeProviderReturn()` first: an `error` says why no session was made
+   * (`account_exists`: an account with this address exists and must link the provider from
+   * a signed-in session; `access_denied`: the user cancelled at the provider;
+   * `mfa_required` with an mfa token, as after a password). Without an error, cookie
+   * transport came back signed in: `resume()` picks the session up (amr `fed`).
+   * With `transport: "body"` the return carries a `loginCode` for `exchangeLoginCode`.
+   */
+  loginWith(provider: string, options: LoginWithOptions = {}): void {
+    location.assign(this.authorizeUrl(provider, options));
+  }
+
+  /**
+   * Links an account at `provider` to the user signed in in this browser: like `loginWith`,
+   * through the provider and back to `redirectTo` (default: this page), where
+   * `takeProviderReturn()` reports `{ linked }` or an `error` (`login_required` when this
+   * browser has no session); the session is unchanged, `resume()` as usual. Cookie sessions only: the server identifies the user by the
+   * refresh cookie.
+   */
+  linkWith(provider: string, options: { redirectTo?: string } = {}): void {
+    location.assign(this.authorizeUrl(provider, { ...options, link: true }));
+  }
+
+  /**
+   * Redeems the `loginCode` of a body-transport return (POST /auth/idps/exchange; single use,
+   * 60 s) for a body-mode token response: access and refresh token for an app that keeps its
+   * tokens itself. It does not sign this client in (this client refreshes by cookie). Rejects
+   * with a `GatehouseError`, e.g. for a code used twice or too late.
+   */
+  async exchangeLoginCode(loginCode: string): Promise<TokenSet> {
+    const res = await this.post("/auth/idps/exchange", { login_code: loginCode }, "omit");
+    return (await res.json()) as TokenSet;
+  }
+
+  /** The external accounts linked to the signed-in user (GET /auth/identities). */
+  async identities(): Promise<Identity[]> {
+    const body = (await this.json<{ identities: Identity[] }>("/auth/identities")) as { identities?: Identity[] };
+    return body.identities ?? [];
+  }
+
+  /** Unlinks one of the user's external accounts. Rejects with `last_login_method` (409) when
+   * nothing else would be left to sign in with (no password, passkey or other provider). */
+  async unlinkIdentity(id: string): Promise<void> {
+    await this.json("/auth/identities/" + encodeURIComponent(id), { method: "DELETE" });
   }
 }

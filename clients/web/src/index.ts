@@ -1,6 +1,17 @@
-export { GatehouseClient, GatehouseError, MfaRequiredError, readCookie, supportsPasskeys } from "./client";
+export {
+  GatehouseClient,
+  GatehouseError,
+  MfaRequiredError,
+  parseProviderReturn,
+  readCookie,
+  supportsPasskeys,
+  takeProviderReturn,
+} from "./client";
 export type {
   ClientOptions,
+  Identity,
+  IdentityProvider,
+  LoginWithOptions,
   LoginEventDetail,
   LogoutEventDetail,
   LogoutReason,
@@ -10,8 +21,11 @@ export type {
   MfaStatus,
   Passkey,
   PasskeyErrorCode,
+  ProviderReturn,
   Session,
   TokenEventDetail,
+  TokenSet,
+  TokenTransport,
   TotpEnrolment,
   User,
 } from "./client";

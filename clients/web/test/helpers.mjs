@@ -43,11 +43,20 @@ export function gatehouseBinary(dir) {
  * `{ host: "localhost" }` the browser reaches it as http://localhost:PORT and
  * --public-url is set to that (an IP address is not a valid WebAuthn RP ID, so the passkey
  * tests need a name). `api` is always the 127.0.0.1 address, for requests from Node.
+ *
+ * `port` picks the port (default: a free one), for a base URL known before the server starts;
+ * `beforeServe({ bin, dir, database, run })` runs first, e.g. CLI commands on the same
+ * database (`run(args)` runs the binary with them and resolves to its output).
  */
-export async function startServer(extraArgs = [], { mail = false, host = "127.0.0.1" } = {}) {
+export async function startServer(extraArgs = [], { mail = false, host = "127.0.0.1", port: fixedPort, beforeServe } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-web-"));
   const bin = gatehouseBinary(dir);
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
+  const database = `sqlite:${join(dir, "gh.db")}`;
+  if (beforeServe) {
+    const run = (args) => execFileSync(bin, args, { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    await beforeServe({ bin, dir, database, run });
+  }
   const base = `http://${host}:${port}`;
   const api = `http://127.0.0.1:${port}`;
   const mailDir = mail ? join(dir, "mail") : null;
@@ -61,7 +70,7 @@ export async function startServer(extraArgs = [], { mail = false, host = "127.0.
   const args = [
     "serve",
     "--addr", `127.0.0.1:${port}`,
-    "--database", `sqlite:${join(dir, "gh.db")}`,
+    "--database", database,
     "--rate-limit-login", "off",
     "--rate-limit-refresh", "off",
     "--rate-limit-signup", "off",

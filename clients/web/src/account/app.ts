@@ -1,10 +1,13 @@
 // The /account page. Built by esbuild into account/static/app.js, a classic script that
-// runs first in <head>: ./link (imported first, so evaluated first) removes a mail link's
-// token from the address bar at once; the rest waits for the document.
+// runs first in <head>: ./link and ./provider (imported first, so evaluated first) remove a
+// mail link's token and an identity provider's return from the address bar at once; the
+// rest waits for the document.
 import { mailLink } from "./link";
 import type { MailLink } from "./link";
+import { providerVisit, returnUrl } from "./provider";
+import type { ProviderVisit } from "./provider";
 import { GatehouseClient, GatehouseError, MfaRequiredError, supportsPasskeys } from "../client";
-import type { LogoutReason, MfaStatus, Passkey, Session, User } from "../client";
+import type { Identity, IdentityProvider, LogoutReason, MfaStatus, Passkey, Session, User } from "../client";
 import { qrCanvas } from "./qr";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -147,6 +150,7 @@ function showSignedOut(message: string): void {
   sessionsBody.replaceChildren();
   closeSecurityPanels();
   renderPasskeys([]);
+  renderIdentities([]);
   $<HTMLInputElement>("totp-password").value = "";
   $<HTMLInputElement>("passkey-name").value = "";
   if (message) say(message);
@@ -737,6 +741,182 @@ function wireSecurity(): void {
   });
 }
 
+// ------------------------------------------------------- identity providers
+
+/** The providers the server offers (GET /auth/idps); empty until loaded, or when it fails. */
+let providers: IdentityProvider[] = [];
+let providersLoaded: Promise<void> = Promise.resolve();
+
+/** The name to show for a provider: its display name, else its name. */
+function providerLabel(name: string): string {
+  return providers.find((p) => p.name === name)?.display_name || name || "the other service";
+}
+
+function loadProviders(): Promise<void> {
+  return gh.providers().then(
+    (list) => {
+      providers = list;
+    },
+    () => {
+      providers = []; // no buttons: the rest of the page works without them
+    },
+  ).then(() => {
+    renderProviderButtons();
+    renderIdentities(identities);
+  });
+}
+
+function providerButton(label: string, onClick: (btn: HTMLButtonElement) => void): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.addEventListener("click", () => onClick(b));
+  return b;
+}
+
+function renderProviderButtons(): void {
+  const buttons = providers.map((p) => {
+    const b = providerButton(`Sign in with ${providerLabel(p.name)}`, (btn) => goToProvider(p.name, false, btn));
+    b.dataset["provider"] = p.name;
+    return b;
+  });
+  $("idp-buttons").replaceChildren(...buttons);
+  $("idp-signin").hidden = buttons.length === 0;
+}
+
+/** Leaves for the provider's sign-in; its callback brings the browser back to this page. */
+function goToProvider(name: string, link: boolean, btn: HTMLButtonElement): void {
+  btn.disabled = true;
+  say(`Taking you to ${providerLabel(name)}\u2026`);
+  if (link) gh.linkWith(name, { redirectTo: returnUrl(name, true) });
+  else gh.loginWith(name, { redirectTo: returnUrl(name, false) });
+}
+
+/** The linked accounts on screen. */
+let identities: Identity[] = [];
+
+function renderIdentities(list: Identity[]): void {
+  identities = list;
+  const sorted = [...list].sort((a, b) => a.created_at.localeCompare(b.created_at));
+  const rows = sorted.map((idn) => {
+    const tr = document.createElement("tr");
+    tr.dataset["identityId"] = idn.id;
+    const name = document.createElement("strong");
+    name.textContent = providerLabel(idn.provider);
+    cell(tr, name);
+    cell(tr, idn.email || "\u2014");
+    cell(tr, time(idn.created_at));
+    const unlink = document.createElement("button");
+    unlink.type = "button";
+    unlink.className = "danger";
+    unlink.textContent = "Unlink";
+    unlink.setAttribute("aria-label", `Unlink ${providerLabel(idn.provider)}${idn.email ? ": " + idn.email : ""}`);
+    unlink.addEventListener("click", () => void unlinkIdentity(idn, unlink));
+    cell(tr, unlink);
+    return tr;
+  });
+  $("identities").replaceChildren(...rows);
+  $("identities-wrap").hidden = rows.length === 0;
+  $("identities-empty").hidden = rows.length > 0;
+  const linked = new Set(list.map((i) => i.provider));
+  const links = providers
+    .filter((p) => !linked.has(p.name))
+    .map((p) => providerButton(`Link ${providerLabel(p.name)}`, (btn) => goToProvider(p.name, true, btn)));
+  $("identity-links").replaceChildren(...links);
+  $("identity-links").hidden = links.length === 0;
+  // A server without providers, for a user without linked accounts: nothing to show.
+  $("identities-section").hidden = providers.length === 0 && list.length === 0;
+}
+
+async function loadIdentities(): Promise<void> {
+  await providersLoaded;
+  // Without providers nothing can be linked, or used to sign in: no need to ask.
+  renderIdentities(providers.length > 0 ? await gh.identities() : []);
+}
+
+async function unlinkIdentity(idn: Identity, btn: HTMLButtonElement): Promise<void> {
+  const label = providerLabel(idn.provider);
+  await busy(btn, async () => {
+    try {
+      await gh.unlinkIdentity(idn.id);
+    } catch (err) {
+      if (err instanceof GatehouseError && err.code === "not_found") await loadIdentities();
+      throw err;
+    }
+    await loadIdentities();
+    say(`Unlinked your ${label} account${idn.email ? " " + idn.email : ""}. It no longer signs you in here.`);
+    $("identities-title").focus();
+  }, {
+    last_login_method: `You cannot unlink ${label}: it is the only way left to sign in to your account. ` +
+      "Give your account a password first (sign out, enter your email and choose \u201cForgot password?\u201d), or add a passkey.",
+    not_found: `This ${label} account was already unlinked.`,
+  });
+}
+
+/** A readable message for the error code a provider's callback came back with. */
+function providerError(visit: ProviderVisit): string {
+  const name = providerLabel(visit.provider);
+  // The code comes from the address bar: shown only when it looks like one of ours.
+  const code = visit.error !== null && /^[a-z0-9_]{1,64}$/.test(visit.error) ? ` (${visit.error})` : "";
+  switch (visit.error) {
+    case "account_exists":
+      return `An account with this email already exists. Sign in with your password, then link ${name} from Linked accounts.`;
+    case "access_denied":
+      return visit.link
+        ? `Linking ${name} was cancelled. Nothing was changed.`
+        : `Signing in with ${name} was cancelled. Try again, or sign in another way.`;
+    case "temporarily_unavailable":
+    case "unavailable":
+      return `${name} cannot be reached right now. Please try again later, or sign in another way.`;
+    case "invalid_state":
+      return `The ${visit.link ? "link" : "sign-in"} with ${name} expired or was started in another tab or browser. Please try again.`;
+    case "signup_disabled":
+      return `There is no account for your ${name} account here, and ${name} cannot create one. Sign in another way, then link ${name} from Linked accounts.`;
+    case "email_not_verified":
+      return `${name} did not confirm your email address, so it cannot sign you in here. Confirm the address at ${name}, or sign in another way.`;
+    case "login_required":
+      return `To link ${name}, sign in first, then choose \u201cLink ${name}\u201d under Linked accounts.`;
+    case "rate_limited":
+      return "Too many attempts. Please wait a moment and try again.";
+    case "not_configured":
+      return `Signing in with ${name} is no longer offered here. Please sign in another way.`;
+    default:
+      return visit.link
+        ? `${name} could not be linked to your account${code}. Please try again.`
+        : `Signing in with ${name} did not work${code}. Please try again, or sign in another way.`;
+  }
+}
+
+/** Back from a provider: its address was cleaned up before anything else ran (./provider). */
+async function followProviderVisit(visit: ProviderVisit): Promise<void> {
+  await providersLoaded;
+  const name = providerLabel(visit.provider);
+  if (visit.error === "mfa_required" && visit.mfa) {
+    // The provider vouched for the first factor; the account asks for its second, as after a password.
+    startMfa(new MfaRequiredError(401, "A second factor is required.", { code: "mfa_required" }, visit.mfa.token, visit.mfa.methods));
+    return;
+  }
+  if (visit.error !== null) {
+    fail(providerError(visit));
+    return resumeSession();
+  }
+  await resumeSession();
+  if (!gh.authenticated) {
+    fail(visit.link
+      ? `${name} could not be linked: you are not signed in in this browser any more. Sign in, then link it again.`
+      : `Signing in with ${name} did not finish. Please try again, or sign in another way.`);
+    return;
+  }
+  if (visit.link) {
+    await busy(null, loadIdentities);
+    say(`${name} is linked to your account: you can now sign in with it.`);
+    $("identities-title").focus();
+  } else {
+    say(`Signed in with ${name} as ${gh.user?.email ?? ""}.`);
+    $("account-title").focus();
+  }
+}
+
 /** Once the user is known: the signed-in page, or the sign-in form. */
 async function resumeSession(): Promise<void> {
   let user: User | null;
@@ -812,6 +992,14 @@ function main(): void {
   logoutBtn = $<HTMLButtonElement>("logout");
   sessionsBody = $("sessions");
 
+  providersLoaded = loadProviders();
+  // Back from the provider by the browser's Back button (the page restored as it was left).
+  addEventListener("pageshow", (e) => {
+    if (!e.persisted) return;
+    for (const b of document.querySelectorAll<HTMLButtonElement>("#idp-buttons button, #identity-links button")) b.disabled = false;
+    say("");
+  });
+
   gh.on("logout", ({ reason }) => showSignedOut(LOGOUT_MESSAGES[reason]));
   gh.on("login", ({ user }) => {
     // Signed in here or in another tab.
@@ -819,6 +1007,7 @@ function main(): void {
     showUser(user);
     void busy(null, loadSessions);
     void busy(null, loadSecurity);
+    void busy(null, loadIdentities);
   });
 
   $<HTMLFormElement>("signin-form").addEventListener("submit", (e) => {
@@ -1029,6 +1218,8 @@ function main(): void {
 
   if (mailLink) {
     void followLink(mailLink);
+  } else if (providerVisit) {
+    void followProviderVisit(providerVisit);
   } else {
     // Resume an existing session silently (the refresh cookie is HttpOnly; only a refresh can tell).
     void resumeSession();
