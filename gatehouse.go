@@ -228,6 +228,8 @@ type Store interface {
 	MFAStore
 	PasskeyStore
 	IdPStore
+	APIKeyStore
+	AdminGuard
 
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.
@@ -525,4 +527,63 @@ type IdPStore interface {
 	// identity), checked in the same atomic step as the delete: ErrStale
 	// when it is the last; ErrNotFound when the user has no such identity.
 	DeleteIdentity(ctx context.Context, userID, id string) error
+}
+
+// RevokeAPIKey rejects the API key whose id is Subject. The key's row is
+// the source of truth (it carries revoked_at); the log entry lets every
+// instance drop the key at once although it caches key lookups.
+const RevokeAPIKey RevocationKind = "api_key"
+
+// APIKey is a long-lived credential a user (or an admin for them) creates
+// for scripts and machines. Only a MAC of the key is stored, under a key
+// derived from the master secret, so a copy of the database yields nothing
+// usable. The key acts with its owner's current role and state.
+type APIKey struct {
+	ID     string // public identifier, also the part of the key after "gh_"
+	UserID string
+	Name   string
+	MAC    []byte
+	// Scopes limit what the key is for; empty means none beyond acting as
+	// its owner on the endpoints that accept API keys.
+	Scopes     []string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never
+	LastUsedAt time.Time // zero until first used; written in batches
+	RevokedAt  time.Time // zero while not revoked
+}
+
+// APIKeyStore keeps API keys.
+type APIKeyStore interface {
+	// CreateAPIKey stores k; ErrNotFound without the user.
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	// APIKeyByID returns the key whatever its state, or ErrNotFound.
+	APIKeyByID(ctx context.Context, id string) (APIKey, error)
+	// APIKeys returns the user's keys that are not revoked (expired ones
+	// included), oldest first.
+	APIKeys(ctx context.Context, userID string) ([]APIKey, error)
+	// RevokeAPIKey revokes key id, of user userID unless userID is empty,
+	// when it is not yet revoked, and records a RevokeAPIKey revocation (At
+	// now, expiring at logExpiry) in the same transaction. ErrNotFound when
+	// there is no such key (of that user) or it was already revoked.
+	RevokeAPIKey(ctx context.Context, userID, id string, now, logExpiry time.Time) error
+	// TouchAPIKeys raises LastUsedAt of each key in uses to its time (never
+	// lowers it); ids of keys that are gone are ignored. One call writes a
+	// whole batch, so use is recorded without a write per request.
+	TouchAPIKeys(ctx context.Context, uses map[string]time.Time) error
+}
+
+// ErrLastAdmin means a change would leave no enabled admin.
+var ErrLastAdmin = errors.New("last enabled admin")
+
+// AdminGuard is the part of the store that keeps at least one enabled
+// admin: UpdateUserKeepingAdmin is UpdateUser, except that when the change
+// would demote or disable the user and no other enabled admin exists, it
+// changes nothing and returns ErrLastAdmin. The check is part of the
+// write itself, so two admins demoting each other at once cannot both
+// succeed.
+type AdminGuard interface {
+	// OtherEnabledAdmin reports whether an enabled admin other than userID
+	// exists (a cheap early answer; the write above is the guarantee).
+	OtherEnabledAdmin(ctx context.Context, userID string) (bool, error)
+	UpdateUserKeepingAdmin(ctx context.Context, userID string, role *Role, disabled *bool, tokensValidAfter time.Time) (User, error)
 }

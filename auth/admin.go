@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -57,6 +58,21 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 		}
 		return before, nil
 	}
+	// The last enabled admin may not demote or disable themselves (nor be
+	// demoted or disabled by anyone): the instance would be left without
+	// an admin. Asked before any revocation, so a refused change costs
+	// nothing; the guarded write below is what holds under concurrency.
+	removesAdmin := before.Role == gatehouse.RoleAdmin && !before.Disabled &&
+		((role != nil && *role != gatehouse.RoleAdmin) || disabling)
+	if removesAdmin {
+		other, err := s.Store.OtherEnabledAdmin(ctx, userID)
+		if err != nil {
+			return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+		}
+		if !other {
+			return gatehouse.User{}, ErrLastAdmin
+		}
+	}
 	now := s.now()
 	// Every token issued so far has an iat of at most ceilSecond(now),
 	// so a cutoff past that rejects them all; every token issued from now
@@ -88,8 +104,21 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 			return gatehouse.User{}, err
 		}
 	}
-	u, err := s.Store.UpdateUser(ctx, userID, role, disabled, cutoff)
+	// Conditional on leaving an enabled admin: of two admins demoting each
+	// other at once, one is refused here. That one's tokens were revoked
+	// above (and, when disabling, its sessions ended): a refresh or a new
+	// sign-in, a small price for a race that needs two admins.
+	u, err := s.Store.UpdateUserKeepingAdmin(ctx, userID, role, disabled, cutoff)
 	s.users.forget(userID)
+	if errors.Is(err, gatehouse.ErrLastAdmin) {
+		// The cutoff is recorded: raise the row's to match, so that tokens
+		// issued from now on are stamped past it and work at once.
+		if _, err := s.Store.UpdateUser(ctx, userID, nil, nil, cutoff); err != nil {
+			return gatehouse.User{}, fmt.Errorf("update user: %w", err)
+		}
+		s.users.forget(userID)
+		return gatehouse.User{}, ErrLastAdmin
+	}
 	if err != nil {
 		return gatehouse.User{}, fmt.Errorf("update user: %w", err)
 	}

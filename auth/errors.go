@@ -34,6 +34,8 @@ var (
 	ErrInvalidCredential = errors.New("invalid credential")
 	// ErrLastLoginMethod: removing this would leave no way to sign in.
 	ErrLastLoginMethod = errors.New("last login method")
+	// ErrLastAdmin: the change would leave no enabled admin (409).
+	ErrLastAdmin = errors.New("last enabled admin")
 )
 
 // WeakPasswordError says which password field holds a too-common password.

@@ -88,6 +88,10 @@ func TestLoginOverlappingDemotionGetsTheNewRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another admin, so that the demotion is not refused as the last.
+	if _, err := svc.CreateUser(ctx, "second.admin@example.com", "", passphrase, gatehouse.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
 	finish := pausedLogin(t, svc, h, "admin@example.com", passphrase)
 	user := gatehouse.RoleUser
 	if _, err := svc.UpdateUser(ctx, admin.ID, &user, nil); err != nil {
@@ -206,6 +210,14 @@ func (s *slowUpdateStore) UpdateUser(ctx context.Context, id string, role *gateh
 	return s.Store.UpdateUser(ctx, id, role, disabled, tva)
 }
 
+// UpdateUserKeepingAdmin is the write a role change makes; hooked alike.
+func (s *slowUpdateStore) UpdateUserKeepingAdmin(ctx context.Context, id string, role *gatehouse.Role, disabled *bool, tva time.Time) (gatehouse.User, error) {
+	if f := s.before.Swap(nil); f != nil {
+		(*f)()
+	}
+	return s.Store.UpdateUserKeepingAdmin(ctx, id, role, disabled, tva)
+}
+
 // TestSlowDemotionStillRevokesLoginsBeforeIt: a login that read the user
 // and signed while a demotion was still on its way to the database (seconds
 // after the demotion took its clock reading) must not keep the old role.
@@ -218,6 +230,10 @@ func TestSlowDemotionStillRevokesLoginsBeforeIt(t *testing.T) {
 	ctx := context.Background()
 	admin, err := svc.CreateUser(ctx, "admin@example.com", "", passphrase, gatehouse.RoleAdmin)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Another admin, so that the demotion is not refused as the last.
+	if _, err := svc.CreateUser(ctx, "second.admin@example.com", "", passphrase, gatehouse.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
 	var early auth.Grant
@@ -246,6 +262,10 @@ func TestCutoffAheadIsCapped(t *testing.T) {
 	svc, clk, st := newServiceWith(t, nil)
 	ctx := context.Background()
 	g := signup(t, svc, "ada@example.com")
+	// Another admin, so that demoting ada is never refused as the last.
+	if _, err := svc.CreateUser(ctx, "second.admin@example.com", "", "another long unusual passphrase", gatehouse.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
 	limited := 0
 	roles := []gatehouse.Role{gatehouse.RoleAdmin, gatehouse.RoleUser}
 	for i := range 20 {

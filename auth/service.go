@@ -70,6 +70,7 @@ type Hasher interface {
 type Revoker interface {
 	Record(ctx context.Context, revs ...gatehouse.Revocation)
 	Check(sessionID, userID string, issuedAt time.Time) error
+	CheckAPIKey(id string) error
 }
 
 // Observer counts what the service does, for metrics. Results are short
@@ -99,6 +100,7 @@ type Config struct {
 	MailRate             ratelimit.Rate // mail sent per address
 	MailIPRate           ratelimit.Rate // mail-sending requests per client IP
 	TOTPIssuer           string         // the issuer named in otpauth:// URIs
+	APIKeyRate           ratelimit.Rate // failed API-key attempts per client IP
 }
 
 // Deps are the collaborators of the service, wired in main.
@@ -131,6 +133,9 @@ type Deps struct {
 
 	// External identity providers; a nil IdP.Store switches them off.
 	IdP IdPDeps
+	// API keys; nil switches them off.
+	APIKeyStore gatehouse.APIKeyStore
+	APIKeyCodec *token.APIKeyCodec
 }
 
 // Service implements every Gatehouse operation.
@@ -138,6 +143,11 @@ type Service struct {
 	Deps
 	cfg   Config
 	users *userCache
+	// API keys: cached rows and owners, uses awaiting their batched
+	// write, addresses that spent their budget of failed attempts.
+	keys     *keyCache
+	keyUses  *keyUsage
+	keyGuard *keyGuard
 	// jobs bounds the work some requests hand to the background (mail for
 	// forgot-password and magic links, done after the answer so that its
 	// duration reveals nothing); wg lets Close wait for it.
@@ -154,7 +164,8 @@ func New(cfg Config, deps Deps) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{Deps: deps, cfg: cfg, users: newUserCache(), jobs: make(chan struct{}, maxBackgroundJobs)}
+	return &Service{Deps: deps, cfg: cfg, users: newUserCache(), jobs: make(chan struct{}, maxBackgroundJobs),
+		keys: newKeyCache(), keyUses: newKeyUsage(), keyGuard: newKeyGuard()}
 }
 
 // Close waits for background work to finish.
@@ -196,12 +207,20 @@ type Grant struct {
 	RefreshExpiresAt time.Time
 }
 
-// Principal is the verified caller of a Bearer-authenticated request.
+// Principal is the verified caller of a Bearer-authenticated request: an
+// access token (SessionID set) or an API key (APIKeyID set, SessionID
+// empty, Role the owner's current role).
 type Principal struct {
 	UserID    string
 	SessionID string
 	Role      gatehouse.Role
-	IssuedAt  time.Time
+	// IssuedAt is the token's iat; for an API key, the instant its owner's
+	// role and state were known current.
+	IssuedAt time.Time
+	APIKeyID string
+	// Scopes of an API key (admin-only ones only while the owner is an
+	// admin); empty for access tokens.
+	Scopes []string
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }

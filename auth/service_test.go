@@ -252,6 +252,10 @@ func TestRoleChangesInOneSecondRevokeTheTokenBetweenThem(t *testing.T) {
 	if u, err := svc.Me(ctx, p); err != nil || u.Role != gatehouse.RoleAdmin {
 		t.Fatalf("Me after promotion: role %q, %v; want admin", u.Role, err)
 	}
+	// Another admin, so that this one is not the last (ErrLastAdmin).
+	if _, err := svc.CreateUser(ctx, "second.admin@example.com", "", "another long unusual passphrase", gatehouse.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
 	user := gatehouse.RoleUser
 	if _, err := svc.UpdateUser(ctx, g.User.ID, &user, nil); err != nil {
 		t.Fatal(err)

@@ -478,6 +478,7 @@ var knownCodes = map[string]int{
 	"last_login_method":      409,
 	"invalid_redirect":       400,
 	"account_exists":         409,
+	"last_admin":             409,
 }
 
 // otherStatus is the second status a code may come with: a passkey that

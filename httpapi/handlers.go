@@ -299,6 +299,9 @@ func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	// in URLs, which leak into logs; Gatehouse never accepts them, so an
 	// ?access_token= alone is "no credentials", and beside a header it is
 	// a second method of presenting a token, which RFC 6750 forbids.
+	if credentialsInURL(r) {
+		return auth.Principal{}, errCredentialsInURL
+	}
 	tok, present := bearerToken(r)
 	if !present {
 		return auth.Principal{}, errNoCredentials
@@ -321,7 +324,7 @@ func (s *Server) authenticateAdmin(r *http.Request) (auth.Principal, error) {
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.authenticate(r)
+	p, err := s.authenticateAny(r)
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,7 @@ var titles = map[string]string{
 	"last_login_method":      "Last login method",
 	"invalid_redirect":       "Redirect not allowed",
 	"account_exists":         "Account exists",
+	"last_admin":             "Last admin",
 }
 
 // writeError is the one place where errors become HTTP responses. Details
@@ -134,6 +135,8 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		p.Status, p.Code, p.Detail = http.StatusBadRequest, "invalid_redirect", "redirect_to is neither on this server's origin nor under an entry of its redirect allowlist."
 	case errors.Is(err, auth.ErrAccountExists):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "account_exists", "An account with this email exists; sign in to it and link this provider from the account page."
+	case errors.Is(err, auth.ErrLastAdmin):
+		p.Status, p.Code, p.Detail = http.StatusConflict, "last_admin", "This is the last enabled admin; make another user an admin first."
 	case errors.Is(err, auth.ErrAlreadyEnabled):
 		p.Status, p.Code, p.Detail = http.StatusConflict, "already_enabled", "This second factor is already enabled."
 	case errors.Is(err, auth.ErrNotConfigured):

@@ -37,6 +37,8 @@ const (
 	PurposeIdPSecret = "gatehouse idp client-secret seal v1"
 	// PurposeIdPFlow seals the cookie of a redirect to a provider.
 	PurposeIdPFlow = "gatehouse idp flow seal v1"
+	// PurposeAPIKeys keys the MACs of API keys.
+	PurposeAPIKeys = "gatehouse api-key mac v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master

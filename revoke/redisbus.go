@@ -67,7 +67,7 @@ func decodeRevocation(b []byte) (gatehouse.Revocation, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return gatehouse.Revocation{}, fmt.Errorf("decode revocation: %w", err)
 	}
-	if w.Subject == "" || (w.Kind != gatehouse.RevokeSession && w.Kind != gatehouse.RevokeUserBefore) {
+	if w.Subject == "" || (w.Kind != gatehouse.RevokeSession && w.Kind != gatehouse.RevokeUserBefore && w.Kind != gatehouse.RevokeAPIKey) {
 		return gatehouse.Revocation{}, fmt.Errorf("decode revocation: kind %q, subject %q", w.Kind, w.Subject)
 	}
 	return gatehouse.Revocation{

@@ -107,6 +107,9 @@ type Revoker struct {
 
 	sessions [shardCount]sessionShard
 	users    [shardCount]userShard
+	// apiKeys holds revoked API key ids (same shape as sessions: id →
+	// when the entry stops mattering).
+	apiKeys [shardCount]sessionShard
 
 	// lastPoll is the Unix-nanosecond time at which the last successful read
 	// of the log started (0: never). Entries stamped after it may be unseen.
@@ -177,6 +180,7 @@ func New(log Log, bus Bus, cfg Config, logger *slog.Logger) *Revoker {
 	for i := range shardCount {
 		r.sessions[i].expires = make(map[string]time.Time)
 		r.users[i].before = make(map[string]userEntry)
+		r.apiKeys[i].expires = make(map[string]time.Time)
 	}
 	return r
 }
@@ -278,6 +282,29 @@ func (r *Revoker) Check(sessionID, userID string, issuedAt time.Time) error {
 	return nil
 }
 
+// CheckAPIKey reports whether API key id may be used as far as the
+// revocation state knows: ErrRevoked once a revocation of it was recorded
+// or read from the log, and, like Check, gatehouse.ErrUnavailable on stale
+// state (unless FailOpen). The caller checks the key itself (MAC, expiry,
+// owner); this catches a revocation made on another instance while this
+// one serves the key from its cache.
+func (r *Revoker) CheckAPIKey(id string) error {
+	k := &r.apiKeys[maphash.String(r.seed, id)%shardCount]
+	k.mu.RLock()
+	_, revoked := k.expires[id]
+	k.mu.RUnlock()
+	if revoked {
+		return ErrRevoked
+	}
+	if r.cfg.FailOpen {
+		return nil
+	}
+	if age, stale := r.staleness(); stale {
+		return fmt.Errorf("revocation state not refreshed for %s: %w", age.Round(time.Millisecond), gatehouse.ErrUnavailable)
+	}
+	return nil
+}
+
 // Ready reports whether this instance can vouch for its revocation state:
 // the log was read within StaleAfter and, with a bus, it is subscribed and
 // answers a ping. The error names the failing dependency first ("database:"
@@ -341,6 +368,13 @@ func (r *Revoker) apply(now time.Time, revs []gatehouse.Revocation) {
 				s.expires[rev.Subject] = rev.ExpiresAt
 			}
 			s.mu.Unlock()
+		case gatehouse.RevokeAPIKey:
+			k := &r.apiKeys[maphash.String(r.seed, rev.Subject)%shardCount]
+			k.mu.Lock()
+			if old, ok := k.expires[rev.Subject]; !ok || rev.ExpiresAt.After(old) {
+				k.expires[rev.Subject] = rev.ExpiresAt
+			}
+			k.mu.Unlock()
 		case gatehouse.RevokeUserBefore:
 			u := &r.users[maphash.String(r.seed, rev.Subject)%shardCount]
 			u.mu.Lock()
@@ -372,6 +406,10 @@ func (r *Revoker) pruneMemory(now time.Time) {
 		u.mu.Lock()
 		u.before = pruned(u.before, func(e userEntry) bool { return e.expires.After(now) })
 		u.mu.Unlock()
+		k := &r.apiKeys[i]
+		k.mu.Lock()
+		k.expires = pruned(k.expires, func(exp time.Time) bool { return exp.After(now) })
+		k.mu.Unlock()
 	}
 }
 

@@ -38,7 +38,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-var allScenarios = []string{"me", "refresh-sqlite", "storage", "login", "login-rss", "signup-mail", "refresh-postgres"}
+var allScenarios = []string{"me", "refresh-sqlite", "storage", "login", "login-rss", "signup-mail", "refresh-postgres", "verify-token", "verify-apikey"}
 
 type options struct {
 	bin            string
@@ -152,6 +152,9 @@ func run(ctx context.Context, o *options) error {
 	// --- SQLite: me (vs hello world), refresh-sqlite, storage, login ----
 	if want("me") || want("refresh-sqlite") || want("storage") || want("login") {
 		rows = append(rows, sqliteScenarios(ctx, o, bin, dir, client, want)...)
+	}
+	if want("verify-token") || want("verify-apikey") {
+		rows = append(rows, verifyScenarios(ctx, o, bin, dir, client, want)...)
 	}
 	if want("login-rss") {
 		rows = append(rows, loginRSS(ctx, o, bin, dir))

@@ -54,6 +54,7 @@ type config struct {
 	MagicLinkSignup      bool
 	RateMail             string
 	RateMailIP           string
+	RateAPIKey           string
 	// Mail (mail.go): SMTP when SMTPURL is set, else .eml files in MailDir.
 	SMTPURL       string
 	MailFrom      string
@@ -77,6 +78,7 @@ type config struct {
 	mailRate    ratelimit.Rate
 	mailIPRate  ratelimit.Rate
 	redirects   []string
+	apiKeyRate  ratelimit.Rate
 }
 
 // newFlagSet declares the flags of a subcommand. Only the names in use are
@@ -165,6 +167,9 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		},
 		"rate-limit-mail-ip": func() {
 			fs.StringVar(&c.RateMailIP, "rate-limit-mail-ip", "30/1h", "mail-sending requests per client IP (N/DURATION or off)")
+		},
+		"rate-limit-api-key": func() {
+			fs.StringVar(&c.RateAPIKey, "rate-limit-api-key", "20/1m", "failed API-key attempts per client IP (N/DURATION or off)")
 		},
 		"metrics-addr": func() {
 			fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this HOST:PORT instead of the public address, e.g. 127.0.0.1:9090")
@@ -327,6 +332,9 @@ func (c *config) validate() error {
 	}
 	if c.mailIPRate, err = ratelimit.ParseRate(c.RateMailIP); err != nil {
 		return fmt.Errorf("--rate-limit-mail-ip: %v", err)
+	}
+	if c.apiKeyRate, err = ratelimit.ParseRate(c.RateAPIKey); err != nil {
+		return fmt.Errorf("--rate-limit-api-key: %v", err)
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = c.Issuer

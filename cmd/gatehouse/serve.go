@@ -34,6 +34,7 @@ var serveFlags = []string{
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
 	"session-retention", "max-connections", "metrics-addr",
 	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
+	"rate-limit-api-key",
 	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name", "no-mail",
 	"redirect-allowlist", "idp-timeout",
 }
@@ -94,6 +95,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	totpBox, err := sealbox.New(masterkey.Derive(b.master, masterkey.PurposeTOTP))
+	if err != nil {
+		return err
+	}
+	apiKeyCodec, err := token.NewAPIKeyCodec(masterkey.Derive(b.master, masterkey.PurposeAPIKeys))
 	if err != nil {
 		return err
 	}
@@ -171,16 +176,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		LoginRate: c.loginRate, RefreshRate: c.refreshRate, SignupRate: c.signupRate,
 		PublicURL: c.PublicURL, RequireVerifiedEmail: c.RequireVerifiedEmail, MagicLinkSignup: c.MagicLinkSignup,
 		MailRate: c.mailRate, MailIPRate: c.mailIPRate, TOTPIssuer: c.ProductName,
+		APIKeyRate: c.apiKeyRate,
 	}, auth.Deps{
 		Store: b.store, Signer: keys, RefreshCodec: refresh, Hasher: hasher, Revoker: revoker,
 		Limiter: limiterFor(mem, redisLimiter), Observer: m, Logger: logger,
 		Secrets: b.store, Emails: b.store, SecretCodec: secrets, Mailer: mailer,
 		MFA: b.store, Attempts: b.store, TOTPBox: totpBox, RecoveryKey: masterkey.Derive(b.master, masterkey.PurposeRecovery),
 		Passkeys: b.store, WebAuthn: webAuthn,
-		IdP: idpDeps,
+		IdP:         idpDeps,
+		APIKeyStore: b.store, APIKeyCodec: apiKeyCodec,
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
+	background.Go(func() { svc.RunAPIKeyUsage(runCtx) })
 	if mailWorker != nil {
 		background.Go(func() { mailWorker.Run(runCtx) })
 	}

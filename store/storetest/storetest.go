@@ -125,6 +125,14 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"ClaimMailConcurrent", testClaimMailConcurrent},
 		{"RetryMail", testRetryMail},
 		{"DeleteMail", testDeleteMail},
+
+		{"APIKeyRoundTrip", testAPIKeyRoundTrip},
+		{"APIKeysList", testAPIKeysList},
+		{"RevokeAPIKey", testRevokeAPIKey},
+		{"RevokeAPIKeyConcurrent", testRevokeAPIKeyConcurrent},
+		{"TouchAPIKeys", testTouchAPIKeys},
+		{"UpdateUserKeepingAdmin", testUpdateUserKeepingAdmin},
+		{"UpdateUserKeepingAdminConcurrent", testUpdateUserKeepingAdminConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
