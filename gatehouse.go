@@ -96,6 +96,8 @@ const (
 	RevokeSession RevocationKind = "session"
 	// RevokeUserBefore rejects every access token of user Subject issued before At.
 	RevokeUserBefore RevocationKind = "user"
+	// RevokeToken rejects the one access token whose jti is Subject.
+	RevokeToken RevocationKind = "token"
 )
 
 // Revocation is one entry of the revocation log that every instance replays
@@ -106,6 +108,12 @@ type Revocation struct {
 	Subject   string
 	At        time.Time
 	ExpiresAt time.Time
+	// Seq is the position in the log, assigned by the store when the entry
+	// is written (0 on an entry not read from the store). Entries become
+	// visible to readers in Seq order, so a reader that has seen Seq n has
+	// seen every entry before it: "Seq greater than my cursor" is a complete
+	// way to catch up, with no clock involved.
+	Seq int64
 }
 
 // SigningKey is one access-token signing key as stored: the private part is
@@ -291,11 +299,14 @@ type Store interface {
 	// before idleBefore. It returns how many it deleted.
 	DeleteEndedSessions(ctx context.Context, endedBefore, idleBefore time.Time, limit int) (int, error)
 
-	// AddRevocation appends r to the revocation log.
+	// AddRevocation appends r to the revocation log (r.Seq is ignored; the
+	// store assigns it).
 	AddRevocation(ctx context.Context, r Revocation) error
-	// RevocationsSince returns log entries with At at or after since and
-	// ExpiresAt after now, in any order.
-	RevocationsSince(ctx context.Context, since, now time.Time) ([]Revocation, error)
+	// RevocationsAfter returns up to limit log entries with Seq greater
+	// than after and ExpiresAt after now, in ascending Seq order, Seq
+	// filled in. Entries become visible in Seq order: once a reader has
+	// seen an entry, no entry with a smaller Seq can appear later.
+	RevocationsAfter(ctx context.Context, after int64, now time.Time, limit int) ([]Revocation, error)
 	// PruneRevocations deletes log entries that expired before now (an
 	// entry expiring exactly at now may stay or go).
 	PruneRevocations(ctx context.Context, now time.Time) error

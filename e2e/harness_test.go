@@ -479,6 +479,7 @@ var knownCodes = map[string]int{
 	"invalid_redirect":       400,
 	"account_exists":         409,
 	"last_admin":             409,
+	"insufficient_scope":     403,
 }
 
 // otherStatus is the second status a code may come with: a passkey that

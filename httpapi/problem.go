@@ -76,6 +76,7 @@ var titles = map[string]string{
 	"invalid_redirect":       "Redirect not allowed",
 	"account_exists":         "Account exists",
 	"last_admin":             "Last admin",
+	"insufficient_scope":     "Insufficient scope",
 }
 
 // writeError is the one place where errors become HTTP responses. Details

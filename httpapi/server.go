@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/feed"
 	"github.com/gatehouse/gatehouse/metrics"
 )
 
@@ -37,6 +38,8 @@ type Deps struct {
 	Ready func(ctx context.Context) error
 	// Account serves the account page, if any.
 	Account http.Handler
+	// Feed serves GET /auth/revocations; nil leaves the endpoint out.
+	Feed *feed.Feed
 }
 
 // Server routes requests to handlers.
@@ -48,6 +51,7 @@ type Server struct {
 	logger  *slog.Logger
 	ready   func(ctx context.Context) error
 	mux     *http.ServeMux
+	feed    *feed.Feed
 
 	metricsHandler http.Handler
 }
@@ -60,7 +64,7 @@ func New(cfg Config, deps Deps) *Server {
 	s := &Server{
 		cfg: cfg, auth: deps.Auth, jwks: deps.JWKS, metrics: deps.Metrics,
 		logger: deps.Logger, ready: deps.Ready, mux: http.NewServeMux(),
-		metricsHandler: deps.Metrics.Handler(),
+		metricsHandler: deps.Metrics.Handler(), feed: deps.Feed,
 	}
 	s.route("/auth/signup", map[string]handlerFunc{http.MethodPost: s.signup})
 	s.route("/auth/login", map[string]handlerFunc{http.MethodPost: s.login})
@@ -108,6 +112,9 @@ func New(cfg Config, deps Deps) *Server {
 	s.route("/admin/users/{id}/api-keys", map[string]handlerFunc{http.MethodGet: s.adminUserAPIKeys})
 	s.route("/admin/api-keys/{id}", map[string]handlerFunc{http.MethodDelete: s.adminDeleteAPIKey})
 	s.route("/auth/verify", map[string]handlerFunc{http.MethodGet: s.verify})
+	if deps.Feed != nil {
+		s.route("/auth/revocations", map[string]handlerFunc{http.MethodGet: s.revocations})
+	}
 	s.route("/.well-known/jwks.json", map[string]handlerFunc{http.MethodGet: s.jwksHandler})
 	s.route("/.well-known/openid-configuration", map[string]handlerFunc{http.MethodGet: s.openIDConfig})
 	s.route("/healthz", map[string]handlerFunc{http.MethodGet: s.healthz})

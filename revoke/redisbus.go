@@ -67,7 +67,12 @@ func decodeRevocation(b []byte) (gatehouse.Revocation, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return gatehouse.Revocation{}, fmt.Errorf("decode revocation: %w", err)
 	}
-	if w.Subject == "" || (w.Kind != gatehouse.RevokeSession && w.Kind != gatehouse.RevokeUserBefore && w.Kind != gatehouse.RevokeAPIKey) {
+	switch w.Kind {
+	case gatehouse.RevokeSession, gatehouse.RevokeUserBefore, gatehouse.RevokeToken, gatehouse.RevokeAPIKey:
+	default:
+		w.Subject = "" // not an entry this version writes: junk
+	}
+	if w.Subject == "" {
 		return gatehouse.Revocation{}, fmt.Errorf("decode revocation: kind %q, subject %q", w.Kind, w.Subject)
 	}
 	return gatehouse.Revocation{

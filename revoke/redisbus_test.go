@@ -319,6 +319,20 @@ func TestRedisBusWireFormat(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("nothing delivered")
 	}
+	// API key revocations travel the bus too (every instance drops the key
+	// at once, not at its next poll).
+	key := gatehouse.Revocation{Kind: gatehouse.RevokeAPIKey, Subject: "k1", At: want.At, ExpiresAt: want.ExpiresAt}
+	if err := bus.Publish(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r != key {
+			t.Fatalf("got %+v, want %+v", r, key)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("api_key revocation not delivered")
+	}
 	select {
 	case r := <-got:
 		t.Fatalf("junk delivered: %+v", r)

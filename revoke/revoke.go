@@ -3,11 +3,16 @@
 //
 // The store's revocation log is the source of truth. Each instance loads the
 // live part at start, learns new entries from a Bus (Redis pub/sub) within
-// milliseconds, and re-reads the log on a short poll and after every bus
-// (re)subscription, so an entry missed on the bus (Redis down, a message
-// lost in a reconnect) arrives anyway and nothing revoked comes back after a
-// restart of the server or of Redis. Check does no I/O: it reads in-memory
-// sets behind sharded read-write locks.
+// milliseconds, and reads the log past its cursor (the store-assigned Seq of
+// the last entry seen) on a short poll and after every bus (re)subscription,
+// so an entry missed on the bus (Redis down, a message lost in a reconnect)
+// arrives anyway and nothing revoked comes back after a restart of the
+// server or of Redis. The cursor involves no clock: the store makes entries
+// visible in Seq order. Check does no I/O: it reads in-memory sets behind
+// sharded read-write locks.
+//
+// The entries the poll reads are also kept, in Seq order, in a bounded tail
+// that the revocation feed streams from (Tail, Listen).
 //
 // When the log cannot be read for longer than Config.StaleAfter the instance
 // can no longer vouch for its state, and Check fails closed with
@@ -29,7 +34,7 @@ import (
 
 // Log is the part of gatehouse.Store that revocation reads.
 type Log interface {
-	RevocationsSince(ctx context.Context, since, now time.Time) ([]gatehouse.Revocation, error)
+	RevocationsAfter(ctx context.Context, after int64, now time.Time, limit int) ([]gatehouse.Revocation, error)
 	PruneRevocations(ctx context.Context, now time.Time) error
 }
 
@@ -79,14 +84,13 @@ type Config struct {
 const (
 	defaultPollInterval = time.Second
 	defaultStaleAfter   = 5 * time.Second
-	// pollOverlap is how far before the last successful poll the next one
-	// reads, so that an entry whose At was stamped before it became visible
-	// (commit latency, a lock wait, clocks of instances apart) is still
-	// seen. Entries are applied idempotently, so re-reading costs little;
-	// the bound this sets is that instance clocks agree within ~half a
-	// minute (NTP) and a revoking transaction commits within that time.
-	pollOverlap = 30 * time.Second
-	pruneEvery  = time.Minute
+	// PageSize is how many entries one read of the log asks for; a read
+	// that fills a page is followed by another at once.
+	PageSize   = 1000
+	pruneEvery = time.Minute
+	// tailSize bounds the entries kept for the feed; a listener further
+	// behind reads the store instead.
+	tailSize    = 4096
 	pingTimeout = time.Second
 	// publishTimeout bounds the bus publishes of one Record call.
 	publishTimeout = time.Second
@@ -111,11 +115,21 @@ type Revoker struct {
 	// when the entry stops mattering).
 	apiKeys [shardCount]sessionShard
 
-	// lastPoll is the Unix-nanosecond time at which the last successful read
-	// of the log started (0: never). Entries stamped after it may be unseen.
+	// lastPoll is the Unix-nanosecond time (this instance's clock) at which
+	// the last successful read of the log started (0: never): it says how
+	// fresh the state is, not where to read from.
 	lastPoll atomic.Int64
-	// pollMu serialises polls so lastPoll only moves forward.
+	// cursor is the Seq of the last log entry read: the next poll reads
+	// entries after it.
+	cursor atomic.Int64
+	// pollMu serialises polls so the cursor and lastPoll only move forward.
 	pollMu sync.Mutex
+	// tail holds the entries read since start (bounded), for the feed.
+	tail tail
+	// listeners counts feed listeners; while there are any, a local Record
+	// or a bus delivery triggers an immediate read of the log, so the feed
+	// gets the entry (with its Seq) at once rather than at the next tick.
+	listeners atomic.Int64
 	// pollFailing and lastPollErr drive once-per-transition logging and
 	// Ready's message.
 	pollFailing atomic.Bool
@@ -192,20 +206,16 @@ func (r *Revoker) Start(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("revoke: Start called twice")
 	}
-	now := r.cfg.Now()
 	// Every entry that has not expired, however long ago it was made: an
 	// entry's ExpiresAt, not the access-token lifetime configured now, says
 	// how long it matters (a lifetime lowered across a restart must not
 	// drop entries that cover tokens issued under the longer one).
-	since := time.Unix(0, 0).UTC()
-	revs, err := r.log.RevocationsSince(ctx, since, now)
+	n, err := r.readLog(ctx)
 	if err != nil {
 		r.started.Store(false)
 		return fmt.Errorf("revoke: initial load of the revocation log: %w", err)
 	}
-	r.apply(now, revs)
-	r.lastPoll.Store(now.UnixNano())
-	r.logger.Debug("revocations loaded", "entries", len(revs))
+	r.logger.Debug("revocations loaded", "entries", n, "cursor", r.cursor.Load())
 
 	r.wg.Add(2)
 	go r.pollLoop(ctx)
@@ -226,6 +236,9 @@ func (r *Revoker) Wait() { r.wg.Wait() }
 // not returned: other instances get the entries from their next poll.
 func (r *Revoker) Record(ctx context.Context, revs ...gatehouse.Revocation) {
 	r.apply(r.cfg.Now(), revs)
+	if r.listeners.Load() > 0 {
+		r.requestResync() // the feed wants the entries with their Seq now
+	}
 	if r.bus == nil {
 		return
 	}
@@ -435,35 +448,60 @@ func pruned[V any](m map[string]V, keep func(V) bool) map[string]V {
 	return fresh
 }
 
-// poll reads the log from a little before the last successful read.
+// readLog reads every live entry past the cursor, page by page, applies
+// them, adds them to the tail and moves the cursor; on success it records
+// the time the read started as lastPoll. It returns how many entries it
+// read. The caller holds pollMu or is Start.
+func (r *Revoker) readLog(ctx context.Context) (int, error) {
+	now := r.cfg.Now()
+	total := 0
+	for {
+		after := r.cursor.Load()
+		revs, err := r.log.RevocationsAfter(ctx, after, now, PageSize)
+		if err != nil {
+			return total, fmt.Errorf("read after %d: %w", after, err)
+		}
+		r.apply(now, revs)
+		if len(revs) > 0 {
+			r.tail.add(revs)
+			r.cursor.Store(revs[len(revs)-1].Seq)
+			total += len(revs)
+		}
+		if len(revs) < PageSize {
+			break
+		}
+	}
+	if now.UnixNano() > r.lastPoll.Load() {
+		r.lastPoll.Store(now.UnixNano())
+	}
+	if total > 0 {
+		r.tail.notify()
+	}
+	return total, nil
+}
+
+// poll reads the log past the cursor.
 func (r *Revoker) poll(ctx context.Context) error {
 	r.pollMu.Lock()
 	defer r.pollMu.Unlock()
-	now := r.cfg.Now()
-	since := time.Unix(0, r.lastPoll.Load()).Add(-pollOverlap)
 	// Bound the read so a hung database makes the state stale (and visible
 	// as such) rather than blocking the loop forever.
 	ctx, cancel := context.WithTimeout(ctx, max(r.cfg.StaleAfter, time.Second))
 	defer cancel()
-	revs, err := r.log.RevocationsSince(ctx, since, now)
+	n, err := r.readLog(ctx)
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 		return err // shutting down: not a database failure
 	}
 	if err != nil {
-		err = fmt.Errorf("read since %s: %w", since.UTC().Format(time.RFC3339), err)
 		r.lastPollErr.Store(&err)
 		if !r.pollFailing.Swap(true) {
 			r.logger.Warn("revocation log poll failing", "error", err)
 		}
 		return err
 	}
-	r.apply(now, revs)
-	if now.UnixNano() > r.lastPoll.Load() {
-		r.lastPoll.Store(now.UnixNano())
-	}
 	r.lastPollErr.Store(nil)
 	if r.pollFailing.Swap(false) {
-		r.logger.Info("revocation log poll recovered", "entries", len(revs))
+		r.logger.Info("revocation log poll recovered", "entries", n)
 	}
 	return nil
 }
@@ -520,7 +558,12 @@ func (r *Revoker) subscribeLoop(ctx context.Context) {
 	delay := minResubscribeDelay
 	for {
 		err := r.bus.Subscribe(ctx,
-			func(rev gatehouse.Revocation) { r.apply(r.cfg.Now(), []gatehouse.Revocation{rev}) },
+			func(rev gatehouse.Revocation) {
+				r.apply(r.cfg.Now(), []gatehouse.Revocation{rev})
+				if r.listeners.Load() > 0 {
+					r.requestResync() // the feed wants it with its Seq
+				}
+			},
 			func() {
 				r.subscribed.Store(true)
 				// Entries published while we were not subscribed are in

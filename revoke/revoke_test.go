@@ -19,14 +19,20 @@ import (
 type fakeLog struct {
 	mu      sync.Mutex
 	entries []gatehouse.Revocation
+	seq     int64
 	err     error
 	reads   int
 }
 
+// add appends entries, numbering them as a store does.
 func (l *fakeLog) add(revs ...gatehouse.Revocation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.entries = append(l.entries, revs...)
+	for _, r := range revs {
+		l.seq++
+		r.Seq = l.seq
+		l.entries = append(l.entries, r)
+	}
 }
 
 func (l *fakeLog) setErr(err error) {
@@ -41,7 +47,7 @@ func (l *fakeLog) readCount() int {
 	return l.reads
 }
 
-func (l *fakeLog) RevocationsSince(_ context.Context, since, now time.Time) ([]gatehouse.Revocation, error) {
+func (l *fakeLog) RevocationsAfter(_ context.Context, after int64, now time.Time, limit int) ([]gatehouse.Revocation, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -50,7 +56,7 @@ func (l *fakeLog) RevocationsSince(_ context.Context, since, now time.Time) ([]g
 	l.reads++
 	var out []gatehouse.Revocation
 	for _, r := range l.entries {
-		if !r.At.Before(since) && r.ExpiresAt.After(now) {
+		if r.Seq > after && r.ExpiresAt.After(now) && len(out) < limit {
 			out = append(out, r)
 		}
 	}
@@ -86,6 +92,101 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func sessionRev(sid string, at time.Time) gatehouse.Revocation {
 	return gatehouse.Revocation{Kind: gatehouse.RevokeSession, Subject: sid, At: at, ExpiresAt: at.Add(15 * time.Minute)}
+}
+
+func TestStartLoadsEveryPage(t *testing.T) {
+	log := &fakeLog{}
+	now := time.Now()
+	n := 2*PageSize + 17
+	for i := range n {
+		log.add(sessionRev("s"+strconv.Itoa(i), now))
+	}
+	r := started(t, log, nil, Config{PollInterval: time.Hour})
+	if sessions, _ := r.counts(); sessions != n {
+		t.Fatalf("start loaded %d sessions, want %d", sessions, n)
+	}
+	if got := r.Cursor(); got != int64(n) {
+		t.Fatalf("Cursor() = %d after the load, want %d", got, n)
+	}
+	if reads := log.readCount(); reads != 3 {
+		t.Fatalf("start read %d pages, want 3", reads)
+	}
+}
+
+func TestTailFollowsTheLog(t *testing.T) {
+	log := &fakeLog{}
+	now := time.Now()
+	log.add(sessionRev("old", now))
+	r := started(t, log, nil, Config{PollInterval: 5 * time.Millisecond})
+	got, ok := r.Tail(0, now, 10)
+	if !ok || len(got) != 1 || got[0].Subject != "old" || got[0].Seq != 1 {
+		t.Fatalf("Tail(0) = %v, %v; want the loaded entry", got, ok)
+	}
+	changed := r.Changed()
+	if got, ok := r.Tail(1, now, 10); !ok || len(got) != 0 {
+		t.Fatalf("Tail(cursor) = %v, %v; want nothing, ok", got, ok)
+	}
+	log.add(sessionRev("new", now), userRev("u", now))
+	select {
+	case <-changed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Changed not closed after the poll read new entries")
+	}
+	got, ok = r.Tail(1, now, 10)
+	if !ok || len(got) != 2 || got[0].Subject != "new" || got[1].Subject != "u" || got[1].Seq != 3 {
+		t.Fatalf("Tail(1) = %v, %v; want the two new entries in order", got, ok)
+	}
+	if got, ok := r.Tail(1, now, 1); !ok || len(got) != 1 {
+		t.Fatalf("Tail(1, limit 1) = %v, %v", got, ok)
+	}
+	// Expired entries are not handed out.
+	if got, ok := r.Tail(0, now.Add(time.Hour), 10); !ok || len(got) != 0 {
+		t.Fatalf("Tail an hour later = %v, %v; want nothing", got, ok)
+	}
+}
+
+func TestTailIsBounded(t *testing.T) {
+	log := &fakeLog{}
+	now := time.Now()
+	for i := range tailSize + 10 {
+		log.add(sessionRev("s"+strconv.Itoa(i), now))
+	}
+	r := started(t, log, nil, Config{PollInterval: time.Hour})
+	if _, ok := r.Tail(5, now, 10); ok {
+		t.Fatal("Tail answered from before its floor; the caller must be sent to the store")
+	}
+	got, ok := r.Tail(10, now, 10)
+	if !ok || len(got) != 10 || got[0].Seq != 11 {
+		t.Fatalf("Tail(10) = %d entries (first %v), %v; want 10 from Seq 11", len(got), got, ok)
+	}
+}
+
+func TestListenerGetsLocalRecordAtOnce(t *testing.T) {
+	log := &fakeLog{}
+	// No poll within the test: only Record's read-back can deliver.
+	r := started(t, log, nil, Config{PollInterval: time.Hour, StaleAfter: 2 * time.Hour})
+	changed := r.Changed()
+	stop := r.Listen()
+	defer stop()
+	rev := sessionRev("now", time.Now())
+	log.add(rev) // the service writes the store, then records
+	r.Record(context.Background(), rev)
+	select {
+	case <-changed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a listener was not woken by a local Record")
+	}
+	if got, ok := r.Tail(0, time.Now(), 10); !ok || len(got) != 1 || got[0].Seq != 1 {
+		t.Fatalf("Tail(0) = %v, %v; want the recorded entry with its Seq", got, ok)
+	}
+	// Without listeners Record reads nothing back.
+	stop()
+	reads := log.readCount()
+	r.Record(context.Background(), sessionRev("later", time.Now()))
+	time.Sleep(50 * time.Millisecond)
+	if got := log.readCount(); got != reads {
+		t.Fatalf("Record read the log %d times with no listener", got-reads)
+	}
 }
 
 func userRev(uid string, at time.Time) gatehouse.Revocation {
@@ -303,9 +404,10 @@ func TestPollPicksUpLogEntries(t *testing.T) {
 	log := &fakeLog{}
 	r := started(t, log, nil, Config{PollInterval: 10 * time.Millisecond})
 	eventually(t, time.Second, "two polls", func() bool { return log.readCount() >= 3 })
-	// Stamped before the last poll, visible only now (a slow commit or a
-	// clock a little behind): the overlap still picks it up.
-	log.add(sessionRev("late", time.Now().Add(-3*time.Second)))
+	// Stamped long before the last poll, visible only now (a slow commit
+	// or an instance whose clock is far behind): the cursor is a position
+	// in the log, not a time, so it is picked up all the same.
+	log.add(sessionRev("late", time.Now().Add(-10*time.Minute)))
 	eventually(t, time.Second, "late entry picked up", func() bool {
 		return errors.Is(r.Check("late", "u", time.Now()), ErrRevoked)
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/account"
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/feed"
 	"github.com/gatehouse/gatehouse/httpapi"
 	"github.com/gatehouse/gatehouse/mail"
 	"github.com/gatehouse/gatehouse/masterkey"
@@ -215,13 +216,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		return nil
 	}
+	// The revocation feed streams from this instance's revoker and pages
+	// from the store; its streams end when the server shuts down.
+	revocationFeed := feed.New(b.store, revoker, feed.Config{})
 	api := httpapi.New(httpapi.Config{
 		Issuer: c.Issuer, AllowedOrigins: c.origins, TrustedProxies: c.proxies,
 		CSRFKey:          masterkey.Derive(b.master, masterkey.PurposeCSRF),
 		MetricsElsewhere: metricsLn != nil,
 	}, httpapi.Deps{
 		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
-		Account: account.Handler(),
+		Account: account.Handler(), Feed: revocationFeed,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -235,6 +239,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ConnState:      ln.connState,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(revocationFeed.Close)
 	errc := make(chan error, 2)
 	servers := []*http.Server{srv}
 	attrs := []any{"addr", ln.Addr().String(), "database", dbKind(b), "redis", redisState, "signing_alg", c.SigningAlg, "max_connections", c.MaxConns}

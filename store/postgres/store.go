@@ -440,36 +440,43 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, keep, reason str
 
 // --- revocation log ---------------------------------------------------------
 
-// AddRevocation appends r to the log.
+// AddRevocation appends r to the log; the trigger of migration 0008 gives
+// it its seq.
 func (s *Store) AddRevocation(ctx context.Context, r gatehouse.Revocation) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO revocations (kind, subject, at, expires_at) VALUES ($1, $2, $3, $4)`,
 		string(r.Kind), r.Subject, r.At, r.ExpiresAt)
 	return wrap("add revocation", err)
 }
 
-// RevocationsSince returns live log entries written at or after since.
-func (s *Store) RevocationsSince(ctx context.Context, since, now time.Time) ([]gatehouse.Revocation, error) {
-	rows, err := s.pool.Query(ctx, `SELECT kind, subject, at, expires_at FROM revocations
-		WHERE at >= $1 AND expires_at > $2`, since, now)
+// RevocationsAfter returns live log entries past the cursor after, in seq
+// order. seq is assigned by a trigger from a counter row that serialises
+// revoking transactions until they commit (migration 0008), so one snapshot
+// never holds seq n without every seq below it: reading "seq > cursor"
+// skips nothing.
+func (s *Store) RevocationsAfter(ctx context.Context, after int64, now time.Time, limit int) ([]gatehouse.Revocation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT seq, kind, subject, at, expires_at FROM revocations
+		WHERE seq > $1 AND expires_at > $2 ORDER BY seq LIMIT $3`, after, now, limit)
 	if err != nil {
-		return nil, wrap("revocations since", err)
+		return nil, wrap("revocations after", err)
 	}
 	revs := []gatehouse.Revocation{}
 	var (
+		seq           int64
 		kind, subject string
 		at, expires   time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&kind, &subject, &at, &expires}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&seq, &kind, &subject, &at, &expires}, func() error {
 		revs = append(revs, gatehouse.Revocation{
 			Kind:      gatehouse.RevocationKind(kind),
 			Subject:   subject,
 			At:        at.UTC(),
 			ExpiresAt: expires.UTC(),
+			Seq:       seq,
 		})
 		return nil
 	})
 	if err != nil {
-		return nil, wrap("revocations since", err)
+		return nil, wrap("revocations after", err)
 	}
 	return revs, nil
 }

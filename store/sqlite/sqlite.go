@@ -539,11 +539,14 @@ func (s *Store) AddRevocation(ctx context.Context, r gatehouse.Revocation) error
 	return wrap("add revocation", err)
 }
 
-func (s *Store) RevocationsSince(ctx context.Context, since, now time.Time) ([]gatehouse.Revocation, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT kind, subject, at, expires_at FROM revocations WHERE at >= ? AND expires_at > ?`,
-		micros(since), micros(now))
+// RevocationsAfter returns live log entries past the cursor after, in seq
+// order. SQLite has one writer at a time, so AUTOINCREMENT numbers are
+// committed in order and "seq > cursor" skips nothing.
+func (s *Store) RevocationsAfter(ctx context.Context, after int64, now time.Time, limit int) ([]gatehouse.Revocation, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT seq, kind, subject, at, expires_at FROM revocations
+		WHERE seq > ? AND expires_at > ? ORDER BY seq LIMIT ?`, after, micros(now), limit)
 	if err != nil {
-		return nil, wrap("revocations since", err)
+		return nil, wrap("revocations after", err)
 	}
 	defer rows.Close()
 	var rs []gatehouse.Revocation
@@ -553,14 +556,14 @@ func (s *Store) RevocationsSince(ctx context.Context, since, now time.Time) ([]g
 			kind      string
 			at, expAt int64
 		)
-		if err := rows.Scan(&kind, &r.Subject, &at, &expAt); err != nil {
-			return nil, wrap("revocations since", err)
+		if err := rows.Scan(&r.Seq, &kind, &r.Subject, &at, &expAt); err != nil {
+			return nil, wrap("revocations after", err)
 		}
 		r.Kind, r.At, r.ExpiresAt = gatehouse.RevocationKind(kind), fromMicros(at), fromMicros(expAt)
 		rs = append(rs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("revocations since", err)
+		return nil, wrap("revocations after", err)
 	}
 	return rs, nil
 }

@@ -75,7 +75,9 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"SetPasswordHashCompareAndSwap", testSetPasswordHashCompareAndSwap},
 		{"DeleteEndedSessions", testDeleteEndedSessions},
 
-		{"RevocationsSince", testRevocationsSince},
+		{"RevocationsAfter", testRevocationsAfter},
+		{"RevocationSeqNotReused", testRevocationSeqNotReused},
+		{"RevocationSeqConcurrent", testRevocationSeqConcurrent},
 		{"PruneRevocations", testPruneRevocations},
 		{"SigningKeys", testSigningKeys},
 
