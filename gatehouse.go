@@ -238,6 +238,7 @@ type Store interface {
 	IdPStore
 	APIKeyStore
 	AdminGuard
+	AuditLog
 
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.
@@ -597,4 +598,46 @@ type AdminGuard interface {
 	// exists (a cheap early answer; the write above is the guarantee).
 	OtherEnabledAdmin(ctx context.Context, userID string) (bool, error)
 	UpdateUserKeepingAdmin(ctx context.Context, userID string, role *Role, disabled *bool, tokensValidAfter time.Time) (User, error)
+}
+
+// AuditEvent is one entry of the audit log: a security-relevant thing that
+// happened to an account (a sign-in, a failed one, a change of password,
+// an admin action). Entries are only ever appended, and deleted only by
+// retention; nothing updates one.
+type AuditEvent struct {
+	// ID is assigned by the store when the event is appended: a positive
+	// number that grows with every append, so it orders the log and serves
+	// as its paging cursor without relying on instances' clocks agreeing.
+	ID        int64
+	Time      time.Time
+	Type      string // signup, login, password_changed, admin, ...
+	UserID    string // the account concerned; empty when there is none
+	SessionID string
+	IP        string
+	UserAgent string
+	Outcome   string // success or failure
+	// Detail holds a few non-secret facts (the sign-in method, what an
+	// admin changed); package audit admits only whitelisted keys.
+	Detail map[string]string
+}
+
+// AuditFilter selects audit events, newest first.
+type AuditFilter struct {
+	UserID string // only this account's events, when set
+	Type   string // only events of this type, when set
+	Before int64  // only events with an ID below it (the paging cursor), when positive
+	Limit  int
+}
+
+// AuditLog is the append-only store of audit events.
+type AuditLog interface {
+	// AppendAudit stores e (its ID is ignored) and returns the ID given
+	// to it.
+	AppendAudit(ctx context.Context, e AuditEvent) (int64, error)
+	// AuditEvents returns up to f.Limit events matching f, highest ID
+	// (newest) first.
+	AuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneAudit deletes up to limit events whose Time is before before,
+	// and returns how many it deleted.
+	PruneAudit(ctx context.Context, before time.Time, limit int) (int, error)
 }

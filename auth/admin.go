@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 )
 
 // RequireAdmin checks that the principal may use the admin endpoints. The
@@ -143,6 +144,16 @@ func (s *Service) UpdateUser(ctx context.Context, userID string, role *gatehouse
 			return gatehouse.User{}, err
 		}
 	}
+	if role != nil && *role != before.Role {
+		s.recordAdmin(ctx, userID, audit.ActionRoleChange, audit.Detail{audit.KeyRole: string(*role)})
+	}
+	if disabled != nil && *disabled != before.Disabled {
+		action := audit.ActionEnable
+		if *disabled {
+			action = audit.ActionDisable
+		}
+		s.recordAdmin(ctx, userID, action, nil)
+	}
 	return u, nil
 }
 
@@ -161,7 +172,19 @@ func (s *Service) revokeUserBefore(ctx context.Context, userID string, cutoff ti
 
 // AdminEndSession ends any session.
 func (s *Service) AdminEndSession(ctx context.Context, sid string) error {
-	return s.revokeSession(ctx, sid, ReasonAdmin, s.now())
+	if err := s.revokeSession(ctx, sid, ReasonAdmin, s.now()); err != nil {
+		return err
+	}
+	// Read after the revocation, which alone decides the answer: only
+	// the audit record needs to know whose session it was.
+	userID := ""
+	if sess, err := s.Store.SessionByID(ctx, sid); err == nil {
+		userID = sess.UserID
+	} else {
+		s.Logger.Warn("audit: session ended by an admin not found again", "session_id", sid, "err", err)
+	}
+	s.recordAdmin(ctx, userID, audit.ActionEndSession, audit.Detail{audit.KeyTargetSessionID: sid})
+	return nil
 }
 
 // AdminLogoutUser ends every session of a user.
@@ -169,5 +192,9 @@ func (s *Service) AdminLogoutUser(ctx context.Context, userID string) error {
 	if _, err := s.Store.UserByID(ctx, userID); err != nil {
 		return fmt.Errorf("logout user: %w", err)
 	}
-	return s.revokeUserSessions(ctx, userID, "", ReasonAdmin, s.now())
+	if err := s.revokeUserSessions(ctx, userID, "", ReasonAdmin, s.now()); err != nil {
+		return err
+	}
+	s.recordAdmin(ctx, userID, audit.ActionLogoutUser, nil)
+	return nil
 }

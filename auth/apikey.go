@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/revoke"
 	"github.com/gatehouse/gatehouse/token"
 )
@@ -250,6 +251,8 @@ func (s *Service) CreateAPIKey(ctx context.Context, p Principal, in APIKeyInput)
 		}
 		return gatehouse.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeAPIKeyCreated, UserID: p.UserID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyAPIKeyID: k.ID}})
 	return k, raw, nil
 }
 
@@ -322,12 +325,25 @@ func (s *Service) AdminUserAPIKeys(ctx context.Context, userID string) ([]gateho
 // RevokeOwnAPIKey revokes one of the caller's keys; another user's key is
 // reported as not found so that ids cannot be probed.
 func (s *Service) RevokeOwnAPIKey(ctx context.Context, p Principal, id string) error {
-	return s.revokeAPIKey(ctx, p.UserID, id)
+	if err := s.revokeAPIKey(ctx, p.UserID, id); err != nil {
+		return err
+	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeAPIKeyRevoked, UserID: p.UserID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyAPIKeyID: id}})
+	return nil
 }
 
 // AdminRevokeAPIKey revokes any key.
 func (s *Service) AdminRevokeAPIKey(ctx context.Context, id string) error {
-	return s.revokeAPIKey(ctx, "", id)
+	if err := s.revokeAPIKey(ctx, "", id); err != nil {
+		return err
+	}
+	// The owner, for the record; the key is revoked whatever this finds.
+	if k, err := s.APIKeyStore.APIKeyByID(ctx, id); err == nil {
+		s.recordAudit(ctx, audit.Event{Type: audit.TypeAPIKeyRevoked, UserID: k.UserID, Detail: audit.Detail{audit.KeyAPIKeyID: id}})
+		s.recordAdmin(ctx, k.UserID, audit.ActionAPIKeyRevoke, audit.Detail{audit.KeyAPIKeyID: id})
+	}
+	return nil
 }
 
 func (s *Service) revokeAPIKey(ctx context.Context, userID, id string) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/sealbox"
 )
@@ -380,6 +381,8 @@ func (s *Service) matchIdentity(ctx context.Context, p gatehouse.IdentityProvide
 				return gatehouse.User{}, IdPErrUnavailable
 			}
 			s.Logger.Info("identity linked", "provider", p.Name, "user_id", existing.ID, "by", "verified email")
+			s.recordAudit(ctx, audit.Event{Type: audit.TypeIdentityLinked, UserID: existing.ID,
+				Detail: audit.Detail{audit.KeyProvider: p.Name, audit.KeyIdentityID: newIdent.ID}})
 			return existing, ""
 		case !errors.Is(err, gatehouse.ErrNotFound):
 			s.Logger.Error("idp sign-in: user by email", "err", err)
@@ -405,6 +408,10 @@ func (s *Service) matchIdentity(ctx context.Context, p gatehouse.IdentityProvide
 			s.Logger.Error("idp sign-up", "err", err)
 			return gatehouse.User{}, IdPErrUnavailable
 		}
+		s.recordAudit(ctx, audit.Event{Type: audit.TypeSignup, UserID: u.ID,
+			Detail: audit.Detail{audit.KeyMethod: MethodFederated, audit.KeyProvider: p.Name}})
+		s.recordAudit(ctx, audit.Event{Type: audit.TypeIdentityLinked, UserID: u.ID,
+			Detail: audit.Detail{audit.KeyProvider: p.Name, audit.KeyIdentityID: newIdent.ID}})
 		return u, ""
 	}
 	return gatehouse.User{}, IdPErrUnavailable
@@ -439,8 +446,9 @@ func (s *Service) linkIdentity(ctx context.Context, p gatehouse.IdentityProvider
 	if !errors.Is(err, gatehouse.ErrNotFound) {
 		return IdPErrUnavailable
 	}
+	identID := uuid.Must(uuid.NewV7()).String()
 	err = s.IdP.Store.CreateIdentity(ctx, gatehouse.Identity{
-		ID: uuid.Must(uuid.NewV7()).String(), Provider: p.Name, Subject: cl.Subject, UserID: userID,
+		ID: identID, Provider: p.Name, Subject: cl.Subject, UserID: userID,
 		Email: cl.Email, CreatedAt: s.now(),
 	})
 	switch {
@@ -451,6 +459,8 @@ func (s *Service) linkIdentity(ctx context.Context, p gatehouse.IdentityProvider
 		return IdPErrUnavailable
 	}
 	s.Logger.Info("identity linked", "provider", p.Name, "user_id", userID, "by", "signed-in user")
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeIdentityLinked, UserID: userID,
+		Detail: audit.Detail{audit.KeyProvider: p.Name, audit.KeyIdentityID: identID}})
 	return ""
 }
 
@@ -510,6 +520,8 @@ func (s *Service) DeleteIdentity(ctx context.Context, p Principal, id string) er
 	}
 	s.users.forget(p.UserID)
 	s.Logger.Info("identity unlinked", "user_id", p.UserID, "identity_id", id)
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeIdentityUnlinked, UserID: p.UserID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyIdentityID: id}})
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/token"
 )
 
@@ -164,7 +165,12 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (gatehouse.User, 
 	if err != nil {
 		return gatehouse.User{}, err
 	}
-	return s.markVerified(ctx, sec.Subject, sec.Data)
+	u, err := s.markVerified(ctx, sec.Subject, sec.Data)
+	if err != nil {
+		return gatehouse.User{}, err
+	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeEmailVerified, UserID: u.ID})
+	return u, nil
 }
 
 func (s *Service) markVerified(ctx context.Context, userID, email string) (gatehouse.User, error) {
@@ -259,6 +265,7 @@ func (s *Service) ResetPassword(ctx context.Context, tok, next string) error {
 	if _, err := s.markVerified(ctx, u.ID, sec.Data); err != nil && !errors.Is(err, ErrInvalidLink) {
 		return err
 	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypePasswordReset, UserID: u.ID})
 	return s.revokeUserSessions(ctx, u.ID, "", ReasonPasswordReset, s.now())
 }
 
@@ -359,14 +366,18 @@ func (s *Service) useCode(ctx context.Context, email, code string) (gatehouse.On
 	if !token.ValidCode(code) || checkEmail(email) != "" {
 		return gatehouse.OneTimeSecret{}, ErrInvalidCode
 	}
-	subject := emailSubject(email)
+	subject, userID := emailSubject(email), ""
 	if u, err := s.Store.UserByEmail(ctx, email); err == nil {
-		subject = u.ID
+		subject, userID = u.ID, u.ID
 	} else if !errors.Is(err, gatehouse.ErrNotFound) {
 		return gatehouse.OneTimeSecret{}, fmt.Errorf("magic code: %w", err)
 	}
 	sec, err := s.Secrets.UseSecretOf(ctx, gatehouse.SecretMagicCode, subject,
 		s.SecretCodec.CodeMAC(gatehouse.SecretMagicCode, subject, code), s.now(), maxSecretAttempts)
+	if errors.Is(err, gatehouse.ErrMismatch) && userID != "" {
+		// A wrong guess at a live code of an existing account.
+		s.recordLogin(ctx, userID, "", Client{}, []string{MethodEmail}, audit.ReasonWrongCode)
+	}
 	if errors.Is(err, gatehouse.ErrNotFound) || errors.Is(err, gatehouse.ErrMismatch) {
 		return gatehouse.OneTimeSecret{}, ErrInvalidCode
 	}
@@ -399,6 +410,9 @@ func (s *Service) magicLinkUser(ctx context.Context, sec gatehouse.OneTimeSecret
 		// No password: one can be set with a reset link.
 	}
 	err := s.Store.CreateUser(ctx, u)
+	if err == nil {
+		s.recordAudit(ctx, audit.Event{Type: audit.TypeSignup, UserID: u.ID, Detail: audit.Detail{audit.KeyMethod: MethodEmail}})
+	}
 	if errors.Is(err, gatehouse.ErrEmailTaken) {
 		// Signed up meanwhile; the link proves the address all the same.
 		existing, err := s.Store.UserByEmail(ctx, sec.Data)
@@ -485,5 +499,6 @@ func (s *Service) ConfirmEmailChange(ctx context.Context, tok string) (gatehouse
 		return gatehouse.User{}, fmt.Errorf("confirm email change: %w", err)
 	}
 	s.users.forget(u.ID)
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeEmailChanged, UserID: u.ID})
 	return changed, nil
 }

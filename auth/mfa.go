@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/mfa"
 	"github.com/gatehouse/gatehouse/token"
 )
@@ -106,6 +107,9 @@ func (s *Service) VerifyMFA(ctx context.Context, in VerifyMFAInput, c Client) (G
 	}
 	method, err := s.checkSecondFactor(ctx, u.ID, in.Method, in.Code)
 	if err != nil {
+		if errors.Is(err, ErrInvalidCode) {
+			s.recordLogin(ctx, u.ID, "", c, append(strings.Fields(sec.Data), in.Method), audit.ReasonMFAFailed)
+		}
 		return Grant{}, err
 	}
 	// Single use: of concurrent right answers on one token, one wins.
@@ -245,6 +249,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		return nil, fmt.Errorf("confirm totp: %w", err)
 	}
 	s.users.forget(p.UserID)
+	s.recordMFA(ctx, p, audit.ActionTOTPEnabled)
 	return codes, nil
 }
 
@@ -265,6 +270,7 @@ func (s *Service) DisableTOTP(ctx context.Context, p Principal, code string) err
 		return fmt.Errorf("disable totp: %w", err)
 	}
 	s.users.forget(p.UserID)
+	s.recordMFA(ctx, p, audit.ActionTOTPDisabled)
 	return nil
 }
 
@@ -280,6 +286,7 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p Principal, code
 	if err := s.MFA.ReplaceRecoveryCodes(ctx, p.UserID, s.recoveryMACs(p.UserID, codes)); err != nil {
 		return nil, fmt.Errorf("recovery codes: %w", err)
 	}
+	s.recordMFA(ctx, p, audit.ActionRecoveryCodes)
 	return codes, nil
 }
 
@@ -303,7 +310,14 @@ func (s *Service) AdminResetMFA(ctx context.Context, userID string) error {
 		}
 	}
 	s.users.forget(userID)
+	s.recordAdmin(ctx, userID, audit.ActionMFAReset, nil)
 	return nil
+}
+
+// recordMFA records a change of the caller's second factors.
+func (s *Service) recordMFA(ctx context.Context, p Principal, action string) {
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeMFA, UserID: p.UserID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyAction: action, audit.KeyMethod: FactorTOTP}})
 }
 
 func (s *Service) recoveryMACs(userID string, codes []string) [][]byte {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 )
 
 // Passkeys (API.md part 2, "Passkeys"): WebAuthn with go-webauthn. The
@@ -178,6 +179,8 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, p Principal, cr
 		return gatehouse.Passkey{}, fmt.Errorf("passkey registration: %w", err)
 	}
 	s.users.forget(u.ID)
+	s.recordAudit(ctx, audit.Event{Type: audit.TypePasskeyAdded, UserID: u.ID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyPasskeyID: pk.ID}})
 	return pk, nil
 }
 
@@ -333,6 +336,7 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, in PasskeyLoginInput, 
 		cred, err = s.WebAuthn.ValidateLogin(pu, session, parsed)
 		if err != nil {
 			s.Logger.Debug("passkey second factor refused", "err", err)
+			s.recordLogin(ctx, mfaRef.sec.Subject, "", c, append(strings.Fields(mfaRef.sec.Data), FactorPasskey), audit.ReasonMFAFailed)
 			return Grant{}, ErrInvalidCredential
 		}
 	} else {
@@ -441,6 +445,8 @@ func (s *Service) DeletePasskey(ctx context.Context, p Principal, id string) err
 		return fmt.Errorf("delete passkey: %w", err)
 	}
 	s.users.forget(u.ID)
+	s.recordAudit(ctx, audit.Event{Type: audit.TypePasskeyRemoved, UserID: u.ID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyPasskeyID: id}})
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/google/uuid"
 )
@@ -39,6 +40,8 @@ func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, 
 	if err := s.Store.CreateUser(ctx, u); err != nil {
 		return Grant{}, fmt.Errorf("signup: %w", err)
 	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeSignup, UserID: u.ID, IP: c.IP, UserAgent: c.UserAgent,
+		Detail: audit.Detail{audit.KeyMethod: MethodPassword}})
 	g, err := s.startSession(ctx, u, c, []string{MethodPassword}, nil)
 	if err != nil {
 		return Grant{}, err
@@ -112,6 +115,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		u, err = s.Store.UserByEmail(ctx, in.Email)
 	}
 	ok := false
+	reason := "" // why an existing account's login failed, for the audit log
 	switch {
 	case errors.Is(err, gatehouse.ErrNotFound):
 		if err := s.Hasher.VerifyDummy(ctx, in.Password); err != nil {
@@ -125,6 +129,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		if err := s.Hasher.VerifyDummy(ctx, in.Password); err != nil {
 			return Grant{}, s.hashError(err)
 		}
+		reason = audit.ReasonNoPassword
 	default:
 		var rehash bool
 		ok, rehash, err = s.Hasher.Verify(ctx, in.Password, u.PasswordHash)
@@ -135,8 +140,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 			s.Logger.Error("stored password hash unusable", "user_id", u.ID, "err", err)
 			ok = false
 		}
+		reason = audit.ReasonWrongPassword
 		if ok && u.Disabled {
-			ok = false
+			ok, reason = false, audit.ReasonDisabled
 		}
 		if ok && rehash {
 			s.upgradeHash(ctx, u.ID, u.PasswordHash, in.Password)
@@ -145,6 +151,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 	if !ok {
 		// The attempt was already counted against the account above.
 		s.Observer.Login("invalid")
+		if reason != "" {
+			s.recordLogin(ctx, u.ID, "", c, []string{MethodPassword}, reason)
+		}
 		return Grant{}, ErrInvalidCredentials
 	}
 	// The password checked out against the hash read before the (slow)
@@ -171,6 +180,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput, c Client) (Grant, er
 		// nothing to someone who does not know it.
 		s.refund(ctx, accountKey, s.cfg.LoginRate)
 		s.Observer.Login("unverified")
+		s.recordLogin(ctx, u.ID, "", c, []string{MethodPassword}, audit.ReasonEmailNotVerified)
 		return Grant{}, ErrEmailNotVerified
 	}
 	if err := s.requireSecondFactor(ctx, u, []string{MethodPassword}); err != nil {
@@ -231,6 +241,10 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return fmt.Errorf("change password: %w", err)
 	}
 	if err := s.checkPasswordOf(ctx, u, current); err != nil {
+		if errors.Is(err, ErrInvalidCredentials) {
+			s.recordAudit(ctx, audit.Event{Type: audit.TypePasswordChanged, UserID: u.ID, SessionID: p.SessionID,
+				Outcome: audit.Failure, Detail: audit.Detail{audit.KeyReason: audit.ReasonWrongPassword}})
+		}
 		return err
 	}
 	s.refund(ctx, accountKey, s.cfg.LoginRate)
@@ -269,6 +283,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err := s.voidResetLinks(ctx, u.ID); err != nil {
 		return err
 	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypePasswordChanged, UserID: u.ID, SessionID: p.SessionID})
 	// Setting the hash advanced the user's version, so no login that
 	// checked the old password can create a session from now on; the
 	// sessions such logins created before it are ended here.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 )
 
 // Refresh rotates a refresh token (DESIGN.md, "Refresh tokens"): one atomic
@@ -71,6 +72,8 @@ func (s *Service) Refresh(ctx context.Context, raw string, c Client) (Grant, err
 		return Grant{}, fmt.Errorf("revoke reused session: %w", err)
 	}
 	s.Observer.Refresh("reused")
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeRefreshReuse, UserID: sess.UserID, SessionID: sess.ID,
+		IP: c.IP, UserAgent: c.UserAgent, Outcome: audit.Failure})
 	s.Logger.Warn("refresh token reuse detected; session revoked", "session_id", sess.ID, "user_id", sess.UserID, "ip", c.IP)
 	return Grant{}, ErrRefreshReused
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/sealbox"
@@ -136,6 +137,8 @@ type Deps struct {
 	// API keys; nil switches them off.
 	APIKeyStore gatehouse.APIKeyStore
 	APIKeyCodec *token.APIKeyCodec
+	// Audit records security events; nil records none (tools).
+	Audit *audit.Recorder
 }
 
 // Service implements every Gatehouse operation.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/revoke"
 	"github.com/gatehouse/gatehouse/token"
 )
@@ -46,6 +47,7 @@ func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client, 
 		sess.AMR = amr
 		err := s.Store.CreateSession(ctx, sess, u.Version)
 		if err == nil {
+			s.recordLogin(ctx, u.ID, sess.ID, c, amr, "")
 			return s.grant(u, sess, now)
 		}
 		if !errors.Is(err, gatehouse.ErrStale) {
@@ -185,19 +187,26 @@ func (s *Service) SessionFromRefresh(ctx context.Context, raw string) (gatehouse
 // session of the user (others), or all of them (global).
 func (s *Service) Logout(ctx context.Context, userID, sid, scope string) error {
 	now := s.now()
+	var err error
 	switch scope {
 	case "", ScopeLocal:
-		err := s.revokeSession(ctx, sid, ReasonLogout, now)
+		scope = ScopeLocal
+		err = s.revokeSession(ctx, sid, ReasonLogout, now)
 		if errors.Is(err, gatehouse.ErrNotFound) {
 			return nil // already ended: logout is idempotent
 		}
-		return err
 	case ScopeOthers:
-		return s.revokeUserSessions(ctx, userID, sid, ReasonLogout, now)
+		err = s.revokeUserSessions(ctx, userID, sid, ReasonLogout, now)
 	case ScopeGlobal:
-		return s.revokeUserSessions(ctx, userID, "", ReasonLogout, now)
+		err = s.revokeUserSessions(ctx, userID, "", ReasonLogout, now)
+	default:
+		return invalid("scope", "must be local, others or global")
 	}
-	return invalid("scope", "must be local, others or global")
+	if err == nil {
+		s.recordAudit(ctx, audit.Event{Type: audit.TypeLogout, UserID: userID, SessionID: sid,
+			Detail: audit.Detail{audit.KeyScope: scope}})
+	}
+	return err
 }
 
 // Sessions lists the live sessions of a user.
@@ -220,7 +229,12 @@ func (s *Service) EndOwnSession(ctx context.Context, p Principal, sid string) er
 	if sess.UserID != p.UserID || sess.Revoked() {
 		return gatehouse.ErrNotFound
 	}
-	return s.revokeSession(ctx, sid, ReasonLogout, s.now())
+	if err := s.revokeSession(ctx, sid, ReasonLogout, s.now()); err != nil {
+		return err
+	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeLogout, UserID: p.UserID, SessionID: p.SessionID,
+		Detail: audit.Detail{audit.KeyScope: "session", audit.KeyTargetSessionID: sid}})
+	return nil
 }
 
 // Me returns the caller's user.

@@ -312,7 +312,11 @@ func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	if tok == "" {
 		return auth.Principal{}, auth.ErrInvalidToken
 	}
-	return s.auth.Authenticate(r.Context(), tok)
+	p, err := s.auth.Authenticate(r.Context(), tok)
+	if err == nil {
+		noteActor(r, p)
+	}
+	return p, err
 }
 
 func (s *Server) authenticateAdmin(r *http.Request) (auth.Principal, error) {

@@ -115,6 +115,8 @@ func New(cfg Config, deps Deps) *Server {
 	if deps.Feed != nil {
 		s.route("/auth/revocations", map[string]handlerFunc{http.MethodGet: s.revocations})
 	}
+	s.route("/admin/audit", map[string]handlerFunc{http.MethodGet: s.adminAudit})
+	s.route("/auth/activity", map[string]handlerFunc{http.MethodGet: s.activity})
 	s.route("/.well-known/jwks.json", map[string]handlerFunc{http.MethodGet: s.jwksHandler})
 	s.route("/.well-known/openid-configuration", map[string]handlerFunc{http.MethodGet: s.openIDConfig})
 	s.route("/healthz", map[string]handlerFunc{http.MethodGet: s.healthz})
@@ -189,6 +191,7 @@ func (s *Server) route(pattern string, byMethod map[string]handlerFunc) {
 			writeError(w, r, s.logger, errMethodNotAllowed)
 			return
 		}
+		r = s.auditRequest(r)
 		if err := h(w, r); err != nil {
 			writeError(w, r, s.logger, err)
 		}

@@ -26,6 +26,8 @@ type Metrics struct {
 	mailFailed  prometheus.Counter
 	mailGaveUp  prometheus.Counter
 	mailPending prometheus.Gauge
+	audits      *prometheus.CounterVec
+	auditFailed prometheus.Counter
 }
 
 // HashStats reports the password hasher's queue (password.Hasher.Stats).
@@ -67,9 +69,15 @@ func New(hash HashStats) *Metrics {
 		mailPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gatehouse_mail_pending", Help: "Mail messages in the outbox, as last counted by this instance.",
 		}),
+		audits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_audit_events_total", Help: "Audit events stored, by type.",
+		}, []string{"type"}),
+		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_audit_write_failures_total", Help: "Audit events that could not be stored (each is still logged).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.logins, m.refreshes, m.reuse, m.revocations,
-		m.mailSent, m.mailFailed, m.mailGaveUp, m.mailPending,
+		m.mailSent, m.mailFailed, m.mailGaveUp, m.mailPending, m.audits, m.auditFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if hash != nil {
 		reg.MustRegister(
@@ -148,3 +156,9 @@ func (m *Metrics) MailGaveUp() { m.mailGaveUp.Inc() }
 // periodically by the mail worker rather than counted on every scrape, so
 // scrapes never query the database.
 func (m *Metrics) MailPending(n int) { m.mailPending.Set(float64(n)) }
+
+// AuditRecorded implements audit.Observer: one event stored.
+func (m *Metrics) AuditRecorded(eventType string) { m.audits.WithLabelValues(eventType).Inc() }
+
+// AuditFailed implements audit.Observer: one event that could not be stored.
+func (m *Metrics) AuditFailed() { m.auditFailed.Inc() }

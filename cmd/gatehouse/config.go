@@ -48,6 +48,9 @@ type config struct {
 	// SessionRetention is how long ended sessions are kept before they are
 	// deleted; zero keeps them forever.
 	SessionRetention time.Duration
+	// AuditRetention is how long audit events are kept; zero keeps them
+	// forever.
+	AuditRetention time.Duration
 	// Mail flows.
 	PublicURL            string
 	RequireVerifiedEmail bool
@@ -152,6 +155,10 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		"session-retention": func() {
 			fs.DurationVar(&c.SessionRetention, "session-retention", 30*24*time.Hour,
 				"ended sessions (with their IP and user agent) are deleted this long after they end; 0 keeps them")
+		},
+		"audit-retention": func() {
+			fs.DurationVar(&c.AuditRetention, "audit-retention", 90*24*time.Hour,
+				"audit events are deleted this long after they happened (default 90 days); 0 keeps them")
 		},
 		"public-url": func() {
 			fs.StringVar(&c.PublicURL, "public-url", "", "base URL of links in mail and of the account page (default: the issuer)")
@@ -302,6 +309,9 @@ func (c *config) validate() error {
 	}
 	if c.SessionRetention < 0 {
 		return errors.New("--session-retention must not be negative (0 keeps ended sessions)")
+	}
+	if c.AuditRetention < 0 {
+		return errors.New("--audit-retention must not be negative (0 keeps audit events)")
 	}
 	if c.MasterKey != "" && c.MasterKeyFile != "" {
 		return errors.New("give either --master-key or --master-key-file, not both")

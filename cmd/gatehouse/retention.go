@@ -19,10 +19,11 @@ func housekeepingInterval(retention time.Duration) time.Duration {
 }
 
 // housekeeping deletes sessions past their retention period (unless
-// retention is zero) and expired one-time secrets until ctx ends. Every
-// instance runs it; the deletes are small and idempotent, so instances
-// running at once only share the work.
-func housekeeping(ctx context.Context, svc *auth.Service, retention time.Duration, logger *slog.Logger) {
+// retention is zero), audit events past theirs (unless auditRetention is
+// zero) and expired one-time secrets until ctx ends. Every instance runs
+// it; the deletes are small and idempotent, so instances running at once
+// only share the work.
+func housekeeping(ctx context.Context, svc *auth.Service, retention, auditRetention time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(housekeepingInterval(retention))
 	defer t.Stop()
 	for {
@@ -37,6 +38,14 @@ func housekeeping(ctx context.Context, svc *auth.Service, retention time.Duratio
 				logger.Warn("delete ended sessions", "deleted", n, "err", err)
 			} else if n > 0 {
 				logger.Info("deleted ended sessions", "count", n, "retention", retention.String())
+			}
+		}
+		if auditRetention > 0 {
+			n, err := svc.PruneAudit(ctx, auditRetention)
+			if err != nil && ctx.Err() == nil {
+				logger.Warn("prune audit events", "deleted", n, "err", err)
+			} else if n > 0 {
+				logger.Info("pruned audit events", "count", n, "retention", auditRetention.String())
 			}
 		}
 		if err := svc.PruneSecrets(ctx); err != nil && ctx.Err() == nil {

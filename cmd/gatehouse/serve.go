@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/account"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/feed"
 	"github.com/gatehouse/gatehouse/httpapi"
@@ -33,7 +34,7 @@ var serveFlags = []string{
 	"session-max-age", "reuse-grace", "signing-alg", "key-publish-ahead", "allowed-origins", "trusted-proxies",
 	"rate-limit-login", "rate-limit-refresh", "rate-limit-signup", "log-level", "master-key",
 	"master-key-file", "fail-open", "no-migrate", "hash-workers", "hash-queue", "shutdown-grace",
-	"session-retention", "max-connections", "metrics-addr",
+	"session-retention", "max-connections", "metrics-addr", "audit-retention",
 	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
 	"rate-limit-api-key",
 	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name", "no-mail",
@@ -186,9 +187,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Passkeys: b.store, WebAuthn: webAuthn,
 		IdP:         idpDeps,
 		APIKeyStore: b.store, APIKeyCodec: apiKeyCodec,
+		Audit: audit.NewRecorder(b.store, logger, m),
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
-	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, logger) })
+	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, c.AuditRetention, logger) })
 	background.Go(func() { svc.RunAPIKeyUsage(runCtx) })
 	if mailWorker != nil {
 		background.Go(func() { mailWorker.Run(runCtx) })

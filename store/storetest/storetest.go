@@ -119,6 +119,11 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"DeletePasskey", testDeletePasskey},
 
 		{"IdPs", testIdPs},
+		{"AuditRoundTrip", testAuditRoundTrip},
+		{"AuditOrderAndPaging", testAuditOrderAndPaging},
+		{"AuditFilters", testAuditFilters},
+		{"PruneAudit", testPruneAudit},
+		{"AuditAppendConcurrent", testAuditAppendConcurrent},
 
 		{"ClaimMail", testClaimMail},
 		{"EnqueueMailWithSecrets", testEnqueueMailWithSecrets},

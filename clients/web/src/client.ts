@@ -38,6 +38,54 @@ export interface Session {
 
 export type LogoutScope = "local" | "others" | "global";
 
+/** The types of audit events (API.md part 2). */
+export type AuditEventType =
+  | "signup"
+  | "login"
+  | "mfa"
+  | "passkey_added"
+  | "passkey_removed"
+  | "password_changed"
+  | "password_reset"
+  | "email_verified"
+  | "email_changed"
+  | "refresh_reuse"
+  | "logout"
+  | "api_key_created"
+  | "api_key_revoked"
+  | "identity_linked"
+  | "identity_unlinked"
+  | "admin";
+
+/** One security event: a sign-in (or a failed one), a change of password, email or
+ * second factors, an admin action. `detail` holds a few non-secret facts by key
+ * (`method`, `reason`, `scope`, `action`, `role`, ...). */
+export interface AuditEvent {
+  id: string;
+  time: string;
+  type: AuditEventType;
+  user_id: string | null;
+  session_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  outcome: "success" | "failure";
+  detail: Record<string, string>;
+}
+
+/** A page of audit events, newest first; pass `next` as `after` for the page after. */
+export interface AuditPage {
+  events: AuditEvent[];
+  next: string | null;
+}
+
+/** Filters of the admin audit listing. */
+export interface AuditQuery {
+  user_id?: string;
+  type?: AuditEventType;
+  after?: string;
+  limit?: number;
+}
+
 /**
  * Why a session ended. The "logout" event fires only when one did: the client was signed
  * in and lost it, logout() was called, or the server refused the browser's refresh
@@ -922,6 +970,19 @@ export class GatehouseClient extends EventTarget {
     return (body as { sessions: Session[] }).sessions;
   }
 
+  /** The signed-in user's own recent security events (sign-ins, failed ones, changes
+   * of password, email and second factors, what an admin did to the account), newest
+   * first; 50 a page unless `limit` (1 to 200) says otherwise. */
+  async activity(options: { after?: string; limit?: number } = {}): Promise<AuditPage> {
+    return (await this.json<AuditPage>("/auth/activity" + auditQueryString({ ...options }))) as AuditPage;
+  }
+
+  /** Admins: the audit log, newest first, filtered by user and type. Rejects with
+   * `forbidden` (403) for anyone else. */
+  async auditEvents(query: AuditQuery = {}): Promise<AuditPage> {
+    return (await this.json<AuditPage>("/admin/audit" + auditQueryString({ ...query }))) as AuditPage;
+  }
+
   /** Ends one of this user's sessions. */
   async deleteSession(id: string): Promise<void> {
     await this.json("/auth/sessions/" + encodeURIComponent(id), { method: "DELETE" });
@@ -1189,4 +1250,13 @@ export class GatehouseClient extends EventTarget {
   async unlinkIdentity(id: string): Promise<void> {
     await this.json("/auth/identities/" + encodeURIComponent(id), { method: "DELETE" });
   }
+}
+
+/** The query string of an audit listing: only the parameters given (the server
+ * refuses empty and unknown ones). */
+function auditQueryString(q: Record<string, string | number | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));
+  const s = params.toString();
+  return s ? "?" + s : "";
 }

@@ -8,6 +8,10 @@ export {
   takeProviderReturn,
 } from "./client";
 export type {
+  AuditEvent,
+  AuditEventType,
+  AuditPage,
+  AuditQuery,
   ClientOptions,
   Identity,
   IdentityProvider,

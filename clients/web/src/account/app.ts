@@ -7,7 +7,7 @@ import type { MailLink } from "./link";
 import { providerVisit, returnUrl } from "./provider";
 import type { ProviderVisit } from "./provider";
 import { GatehouseClient, GatehouseError, MfaRequiredError, supportsPasskeys } from "../client";
-import type { Identity, IdentityProvider, LogoutReason, MfaStatus, Passkey, Session, User } from "../client";
+import type { AuditEvent, Identity, IdentityProvider, LogoutReason, MfaStatus, Passkey, Session, User } from "../client";
 import { qrCanvas } from "./qr";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -29,6 +29,9 @@ let mfaStep: HTMLElement;
 let account: HTMLElement;
 let logoutBtn: HTMLButtonElement;
 let sessionsBody: HTMLElement;
+let activityBody: HTMLElement;
+/** The cursor of the next (older) page of the activity list, if any. */
+let activityNext: string | null = null;
 
 function say(msg: string): void {
   alertBox.hidden = true;
@@ -148,6 +151,8 @@ function showSignedOut(message: string): void {
   pendingMfa = null;
   showSection(signin);
   sessionsBody.replaceChildren();
+  activityBody.replaceChildren();
+  activityNext = null;
   closeSecurityPanels();
   renderPasskeys([]);
   renderIdentities([]);
@@ -224,6 +229,124 @@ async function busy(btn: HTMLButtonElement | null, fn: () => Promise<void>, mess
 
 async function loadSessions(): Promise<void> {
   renderSessions(await gh.sessions());
+  // Ending sessions and changing the password are activity too. Read beside the
+  // action's own answer, not before it: the action's message does not wait for it.
+  void busy(null, loadActivity);
+}
+
+const METHOD_NAMES: Record<string, string> = {
+  pwd: "password",
+  email: "email link or code",
+  hwk: "passkey",
+  otp: "authenticator app",
+  totp: "authenticator app",
+  recovery: "recovery code",
+  recovery_code: "recovery code",
+  passkey: "passkey",
+  fed: "another account",
+};
+
+const REASONS: Record<string, string> = {
+  wrong_password: "wrong password",
+  no_password: "no password set",
+  disabled: "account disabled",
+  email_not_verified: "email not verified",
+  mfa_failed: "second factor not accepted",
+  wrong_code: "wrong code",
+};
+
+const ADMIN_ACTIONS: Record<string, string> = {
+  role_change: "An administrator changed your role",
+  disable: "An administrator disabled your account",
+  enable: "An administrator enabled your account",
+  end_session: "An administrator ended one of your sessions",
+  logout_user: "An administrator signed you out everywhere",
+  mfa_reset: "An administrator removed your second factors",
+  api_key_revoke: "An administrator revoked one of your API keys",
+};
+
+/** "with password and authenticator app": the methods of a sign-in, in words. */
+function methods(detail: Record<string, string>): string {
+  const words = (detail["method"] ?? "").split(" ").filter((m) => m && m !== "mfa");
+  const names = [...new Set(words.map((m) => METHOD_NAMES[m] ?? m))];
+  return names.length ? " with " + names.join(" and ") : "";
+}
+
+/** One line saying what an audit event means for the user. */
+export function describeEvent(e: AuditEvent): string {
+  const d = e.detail ?? {};
+  const failed = e.outcome === "failure";
+  const reason = failed && d["reason"] ? ` (${REASONS[d["reason"]] ?? d["reason"]})` : "";
+  switch (e.type) {
+    case "signup":
+      return "Account created" + methods(d);
+    case "login":
+      return (failed ? "Failed sign-in" : "Signed in") + methods(d) + reason;
+    case "mfa":
+      return d["action"] === "totp_enabled" ? "Authenticator app turned on"
+        : d["action"] === "totp_disabled" ? "Authenticator app turned off"
+        : d["action"] === "recovery_codes_regenerated" ? "New recovery codes made"
+        : "Second factors changed";
+    case "passkey_added":
+      return "Passkey added";
+    case "passkey_removed":
+      return "Passkey removed";
+    case "password_changed":
+      return failed ? "Password change refused" + reason : "Password changed";
+    case "password_reset":
+      return "Password reset by email";
+    case "email_verified":
+      return "Email address verified";
+    case "email_changed":
+      return "Email address changed";
+    case "refresh_reuse":
+      return "A stolen sign-in was detected and that session ended";
+    case "logout":
+      return d["scope"] === "session" ? "Signed out a device"
+        : d["scope"] === "others" ? "Signed out of other devices"
+        : d["scope"] === "global" ? "Signed out everywhere"
+        : "Signed out";
+    case "api_key_created":
+      return "API key created";
+    case "api_key_revoked":
+      return "API key revoked";
+    case "identity_linked":
+      return "Sign-in with another account linked" + (d["provider"] ? ` (${d["provider"]})` : "");
+    case "identity_unlinked":
+      return "Sign-in with another account removed" + (d["provider"] ? ` (${d["provider"]})` : "");
+    case "admin":
+      return (ADMIN_ACTIONS[d["action"] ?? ""] ?? "An administrator changed your account") +
+        (d["action"] === "role_change" && d["role"] ? ` to ${d["role"]}` : "");
+  }
+  return e.type;
+}
+
+function activityRow(e: AuditEvent): HTMLTableRowElement {
+  const tr = document.createElement("tr");
+  tr.dataset["eventType"] = e.type;
+  tr.dataset["outcome"] = e.outcome;
+  if (e.outcome === "failure") tr.classList.add("failure");
+  cell(tr, describeEvent(e));
+  cell(tr, time(e.time));
+  cell(tr, e.ip ?? "—");
+  cell(tr, e.user_agent ? deviceName(e.user_agent) : "—");
+  return tr;
+}
+
+/** Numbers the activity reads, so that an answer overtaken by a newer read is dropped. */
+let activityReads = 0;
+
+/** Loads the newest page of the activity list (more: appends the next older page). */
+async function loadActivity(more = false): Promise<void> {
+  const read = ++activityReads;
+  const page = await gh.activity(more && activityNext ? { after: activityNext } : {});
+  if (read !== activityReads) return;
+  const rows = page.events.map(activityRow);
+  if (more) activityBody.append(...rows);
+  else activityBody.replaceChildren(...rows);
+  activityNext = page.next;
+  $("more-activity").hidden = activityNext === null;
+  $("activity-empty").hidden = activityBody.childElementCount > 0;
 }
 
 async function endSession(s: Session, btn: HTMLButtonElement): Promise<void> {
@@ -489,6 +612,8 @@ async function loadSecurity(): Promise<void> {
   renderMfa(status);
   // GET /auth/me counts the passkeys: the list is asked for only when there are some.
   renderPasskeys(status.passkeys > 0 ? await gh.listPasskeys() : []);
+  // Second factors and passkeys that changed are activity too.
+  void busy(null, loadActivity);
 }
 
 /** Groups a base32 secret in fours for reading and typing. */
@@ -991,6 +1116,7 @@ function main(): void {
   account = $("account");
   logoutBtn = $<HTMLButtonElement>("logout");
   sessionsBody = $("sessions");
+  activityBody = $("activity");
 
   providersLoaded = loadProviders();
   // Back from the provider by the browser's Back button (the page restored as it was left).
@@ -1148,6 +1274,12 @@ function main(): void {
     }),
   );
 
+  $<HTMLButtonElement>("reload-activity").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, () => loadActivity()),
+  );
+  $<HTMLButtonElement>("more-activity").addEventListener("click", (e) =>
+    void busy(e.currentTarget as HTMLButtonElement, () => loadActivity(true)),
+  );
   $<HTMLButtonElement>("reload-sessions").addEventListener("click", (e) =>
     void busy(e.currentTarget as HTMLButtonElement, async () => {
       await loadSessions();
