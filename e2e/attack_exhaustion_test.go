@@ -49,7 +49,7 @@ func TestAttackLoginFlood(t *testing.T) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	// Its own transport: 200 connections at once, not the harness's pool.
-	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: n}}
+	client := &http.Client{Timeout: 60 * time.Second, Transport: validated(t, &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: n})}
 	defer client.CloseIdleConnections()
 	for i := 0; i < n; i++ {
 		wg.Add(1)

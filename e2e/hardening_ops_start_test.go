@@ -74,7 +74,7 @@ func (p *opsProc) stop() {
 func TestHardeningOpsSQLiteConcurrentFirstStart(t *testing.T) {
 	t.Parallel()
 	const procs, rounds = 3, 15
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: validated(t, &http.Transport{DisableKeepAlives: true})}
 	budget := time.Now().Add(90 * time.Second)
 	for round := 0; round < rounds && time.Now().Before(budget); round++ {
 		db := filepath.Join(t.TempDir(), "gh.db")

@@ -119,7 +119,7 @@ func TestHardeningOpsConnectionLimit(t *testing.T) {
 	for range 5 {
 		tr := &http.Transport{}
 		defer tr.CloseIdleConnections()
-		res, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(s.base + "/healthz")
+		res, err := (&http.Client{Transport: validated(t, tr), Timeout: 10 * time.Second}).Get(s.base + "/healthz")
 		if err != nil {
 			t.Fatalf("keep-alive client: %v", err)
 		}

@@ -57,7 +57,7 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	if prebuilt := os.Getenv("GATEHOUSE_E2E_BIN"); prebuilt != "" {
 		binPath = prebuilt
-		return m.Run()
+		return reportOpenAPI(m.Run())
 	}
 	binPath = filepath.Join(dir, "gatehouse")
 	args := []string{"build", "-o", binPath}
@@ -76,7 +76,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: building the gatehouse binary failed: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	return reportOpenAPI(m.Run())
 }
 
 // ---------------------------------------------------------------------------
@@ -241,7 +241,8 @@ func (s *server) tryStart(port int) error {
 
 	s.tr = &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
 	s.hc = &http.Client{
-		Transport: s.tr,
+		// Every response is validated against the server's /openapi.json.
+		Transport: &validatingTransport{base: s.tr, owner: s.t, host: fmt.Sprintf("127.0.0.1:%d", port)},
 		Timeout:   30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
@@ -526,6 +527,7 @@ func (s *server) do(t *testing.T, method, path string, body any, opts ...reqOpt)
 	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req = req.WithContext(withTest(req.Context(), t))
 	req.Header.Set("User-Agent", "gatehouse-e2e")
 	for _, o := range opts {
 		o(req)

@@ -40,6 +40,9 @@ type Deps struct {
 	Account http.Handler
 	// Feed serves GET /auth/revocations; nil leaves the endpoint out.
 	Feed *feed.Feed
+	// OpenAPI is the API description served at /openapi.json (package
+	// openapi builds it).
+	OpenAPI []byte
 }
 
 // Server routes requests to handlers.
@@ -50,7 +53,8 @@ type Server struct {
 	metrics *metrics.Metrics
 	logger  *slog.Logger
 	ready   func(ctx context.Context) error
-	mux     *http.ServeMux
+	mux     *routeMux
+	openapi openAPIDoc
 	feed    *feed.Feed
 
 	metricsHandler http.Handler
@@ -63,8 +67,9 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func New(cfg Config, deps Deps) *Server {
 	s := &Server{
 		cfg: cfg, auth: deps.Auth, jwks: deps.JWKS, metrics: deps.Metrics,
-		logger: deps.Logger, ready: deps.Ready, mux: http.NewServeMux(),
+		logger: deps.Logger, ready: deps.Ready, mux: &routeMux{ServeMux: http.NewServeMux()},
 		metricsHandler: deps.Metrics.Handler(), feed: deps.Feed,
+		openapi: newOpenAPIDoc(deps.OpenAPI),
 	}
 	s.route("/auth/signup", map[string]handlerFunc{http.MethodPost: s.signup})
 	s.route("/auth/login", map[string]handlerFunc{http.MethodPost: s.login})
@@ -121,6 +126,7 @@ func New(cfg Config, deps Deps) *Server {
 	s.route("/.well-known/openid-configuration", map[string]handlerFunc{http.MethodGet: s.openIDConfig})
 	s.route("/healthz", map[string]handlerFunc{http.MethodGet: s.healthz})
 	s.route("/readyz", map[string]handlerFunc{http.MethodGet: s.readyz})
+	s.route("/openapi.json", map[string]handlerFunc{http.MethodGet: s.serveOpenAPI})
 	if !cfg.MetricsElsewhere {
 		s.route("/metrics", map[string]handlerFunc{http.MethodGet: s.serveMetrics})
 	}
@@ -128,7 +134,8 @@ func New(cfg Config, deps Deps) *Server {
 		s.mux.Handle("/account", s.observe("/account", methodsOnly(deps.Account, s)))
 		s.mux.Handle("/account/", s.observe("/account/", methodsOnly(deps.Account, s)))
 	}
-	s.mux.Handle("/", s.observe("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The fallback is no route of its own (Routes leaves it out).
+	s.mux.ServeMux.Handle("/", s.observe("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, &requestError{http.StatusNotFound, "not_found", "No such endpoint."})
 	})))
 	return s
@@ -176,7 +183,10 @@ func (s *Server) route(pattern string, byMethod map[string]handlerFunc) {
 	allow = append(allow, http.MethodOptions)
 	sort.Strings(allow)
 	allowHeader := strings.Join(allow, ", ")
-	s.mux.Handle(pattern, s.observe(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	for m := range byMethod {
+		s.mux.routes = append(s.mux.routes, Route{Method: m, Pattern: pattern})
+	}
+	s.mux.ServeMux.Handle(pattern, s.observe(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, ok := byMethod[r.Method]
 		if !ok && r.Method == http.MethodHead {
 			// HEAD is GET without a body (RFC 9110); net/http drops the body.

@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/mail"
 	"github.com/gatehouse/gatehouse/masterkey"
 	"github.com/gatehouse/gatehouse/metrics"
+	"github.com/gatehouse/gatehouse/openapi"
 	"github.com/gatehouse/gatehouse/password"
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/revoke"
@@ -221,13 +222,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// The revocation feed streams from this instance's revoker and pages
 	// from the store; its streams end when the server shuts down.
 	revocationFeed := feed.New(b.store, revoker, feed.Config{})
+	apiDoc, err := openapi.JSON()
+	if err != nil {
+		return fmt.Errorf("the embedded API description: %w", err)
+	}
 	api := httpapi.New(httpapi.Config{
 		Issuer: c.Issuer, AllowedOrigins: c.origins, TrustedProxies: c.proxies,
 		CSRFKey:          masterkey.Derive(b.master, masterkey.PurposeCSRF),
 		MetricsElsewhere: metricsLn != nil,
 	}, httpapi.Deps{
 		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
-		Account: account.Handler(), Feed: revocationFeed,
+		Account: account.Handler(), Feed: revocationFeed, OpenAPI: apiDoc,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
