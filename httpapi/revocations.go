@@ -15,6 +15,9 @@ var errInsufficientScope = &requestError{http.StatusForbidden, "insufficient_sco
 // revocations serves GET /auth/revocations: one JSON page after the cursor,
 // or with Accept: text/event-stream a stream that stays open.
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
+	if s.feed == nil { // a server built without one (tests, tools)
+		return &requestError{http.StatusNotFound, "not_configured", "The revocation feed is not configured."}
+	}
 	p, err := s.authenticateAny(r)
 	if err != nil {
 		return err

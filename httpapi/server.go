@@ -117,9 +117,7 @@ func New(cfg Config, deps Deps) *Server {
 	s.route("/admin/users/{id}/api-keys", map[string]handlerFunc{http.MethodGet: s.adminUserAPIKeys})
 	s.route("/admin/api-keys/{id}", map[string]handlerFunc{http.MethodDelete: s.adminDeleteAPIKey})
 	s.route("/auth/verify", map[string]handlerFunc{http.MethodGet: s.verify})
-	if deps.Feed != nil {
-		s.route("/auth/revocations", map[string]handlerFunc{http.MethodGet: s.revocations})
-	}
+	s.route("/auth/revocations", map[string]handlerFunc{http.MethodGet: s.revocations})
 	s.route("/admin/audit", map[string]handlerFunc{http.MethodGet: s.adminAudit})
 	s.route("/auth/activity", map[string]handlerFunc{http.MethodGet: s.activity})
 	s.route("/.well-known/jwks.json", map[string]handlerFunc{http.MethodGet: s.jwksHandler})
