@@ -211,12 +211,14 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 func (s *SMTPSender) dialContext(sendCtx, dctx context.Context, network, addr string) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(dctx, s.dialTimeout)
 	defer cancel()
-	conn, err := s.dial(dctx, network, addr)
+	raw, err := s.dial(dctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(sendCtx, func() { conn.Close() })
-	conn = &stopConn{Conn: conn, stop: stop}
+	// The watch closes raw, never the variable conn that wraps it below:
+	// the send deadline can fire while this function is still running.
+	stop := context.AfterFunc(sendCtx, func() { raw.Close() })
+	var conn net.Conn = &stopConn{Conn: raw, stop: stop}
 	if s.implicitTLS {
 		// The *tls.Conn is outermost: go-mail tells a TLS connection by
 		// its type, and the credential check depends on it.

@@ -111,7 +111,43 @@ func assemble(fsys fs.FS) (map[string]any, error) {
 			}
 		}
 	}
+	addCredentialInURL(paths)
 	return doc, nil
+}
+
+// addCredentialInURL lists, on every operation that takes a Bearer
+// credential and has no 400 of its own, the 400 that the server answers to
+// an API key sent in the URL: one rule of the HTTP layer, stated once here
+// rather than in every fragment.
+func addCredentialInURL(paths map[string]any) {
+	for _, item := range paths {
+		ops, _ := item.(map[string]any)
+		for _, op := range ops {
+			o, _ := op.(map[string]any)
+			if o == nil || !takesBearer(o) {
+				continue
+			}
+			responses, _ := o["responses"].(map[string]any)
+			if responses == nil {
+				continue
+			}
+			if _, ok := responses["400"]; !ok {
+				responses["400"] = map[string]any{"$ref": "#/components/responses/CredentialInURL"}
+			}
+		}
+	}
+}
+
+func takesBearer(op map[string]any) bool {
+	reqs, _ := op["security"].([]any)
+	for _, r := range reqs {
+		if m, ok := r.(map[string]any); ok {
+			if _, ok := m["bearer"]; ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // merge adds src's entries to dst, refusing a name that is already there.
