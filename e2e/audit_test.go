@@ -163,8 +163,6 @@ func auditRows(t *testing.T, e *hrEnv) []string {
 		FROM audit_events ORDER BY id`
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var out []string
-	add := func(cols []string) { out = append(out, strings.Join(cols, " | ")) }
 	if e.backend == "postgres" {
 		conn, err := pgx.Connect(ctx, e.db)
 		if err != nil {
@@ -176,21 +174,7 @@ func auditRows(t *testing.T, e *hrEnv) []string {
 			t.Fatalf("read audit_events: %v", err)
 		}
 		defer rows.Close()
-		for rows.Next() {
-			cols := make([]string, 9)
-			dest := make([]any, 9)
-			for i := range cols {
-				dest[i] = &cols[i]
-			}
-			if err := rows.Scan(dest...); err != nil {
-				t.Fatalf("read audit_events: %v", err)
-			}
-			add(cols)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("read audit_events: %v", err)
-		}
-		return out
+		return auditRowTexts(t, rows)
 	}
 	db, err := sql.Open("sqlite", "file:"+e.s.dbPath+"?_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -202,6 +186,18 @@ func auditRows(t *testing.T, e *hrEnv) []string {
 		t.Fatalf("read audit_events: %v", err)
 	}
 	defer rows.Close()
+	return auditRowTexts(t, rows)
+}
+
+// auditRowTexts reads the nine text columns of each audit row, from pgx
+// or database/sql rows alike, as one line per row.
+func auditRowTexts(t *testing.T, rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}) []string {
+	t.Helper()
+	var out []string
 	for rows.Next() {
 		cols := make([]string, 9)
 		dest := make([]any, 9)
@@ -211,7 +207,7 @@ func auditRows(t *testing.T, e *hrEnv) []string {
 		if err := rows.Scan(dest...); err != nil {
 			t.Fatalf("read audit_events: %v", err)
 		}
-		add(cols)
+		out = append(out, strings.Join(cols, " | "))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatalf("read audit_events: %v", err)
