@@ -255,22 +255,7 @@ func refreshOp(c *http.Client, base string, start string, relogin func(ctx conte
 
 // meOp loops GET /auth/me with a Bearer token.
 func meOp(c *http.Client, base, access string) op {
-	url := base + "/auth/me"
-	auth := "Bearer " + access
-	return func(ctx context.Context) bool {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return false
-		}
-		req.Header.Set("Authorization", auth)
-		resp, err := c.Do(req)
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
+	return bearerGetOp(c, base+"/auth/me", access)
 }
 
 // loginOp loops POST /auth/login (argon2id verify plus a session insert).
