@@ -239,6 +239,7 @@ type Store interface {
 	APIKeyStore
 	AdminGuard
 	AuditLog
+	OAuthStore
 
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.
@@ -355,6 +356,9 @@ type SecretStore interface {
 	// live but the MAC differs, its Attempts grows by one and ErrMismatch
 	// is returned; at maxAttempts it is dead. No live secret: ErrNotFound.
 	UseSecretOf(ctx context.Context, kind SecretKind, subject string, mac []byte, now time.Time, maxAttempts int) (OneTimeSecret, error)
+	// SecretByID returns the secret of kind with that id whatever its
+	// state (used, expired), or ErrNotFound once it is pruned.
+	SecretByID(ctx context.Context, kind SecretKind, id string) (OneTimeSecret, error)
 	// DeleteSecrets deletes every secret of kind and subject (a password
 	// change voids the outstanding reset links).
 	DeleteSecrets(ctx context.Context, kind SecretKind, subject string) error
@@ -462,6 +466,77 @@ const (
 	// fragment of its redirect; Data holds the session's methods.
 	SecretIdPLogin SecretKind = "idp_login"
 )
+
+// One-time secrets of Gatehouse's OAuth provider.
+const (
+	// SecretOAuthRequest is a pending authorization request (10 minutes,
+	// single use); Subject is unique to the request, Data its parameters.
+	SecretOAuthRequest SecretKind = "oauth_request"
+	// SecretOAuthCode is an authorization code (1 minute, single use);
+	// Subject is unique to the code, Data holds the grant it redeems for,
+	// including the id of the session its redemption creates, so a second
+	// redemption can revoke what the first issued.
+	SecretOAuthCode SecretKind = "oauth_code"
+)
+
+// OAuthClient is an application registered with Gatehouse's OAuth 2.1 /
+// OpenID provider.
+type OAuthClient struct {
+	ID   string // client_id
+	Name string
+	// SecretMAC is an HMAC of the client secret under a key derived from
+	// the master secret; nil for public clients and for clients that
+	// authenticate only by certificate.
+	SecretMAC              []byte
+	RedirectURIs           []string // matched exactly
+	PostLogoutRedirectURIs []string // matched exactly
+	Public                 bool     // no secret; PKCE only (client authentication "none")
+	FirstParty             bool     // skips the consent page
+	Grants                 []string // authorization_code, refresh_token, client_credentials
+	Scopes                 []string // scopes beyond openid, profile, email, offline_access
+	Audience               string   // aud of its access tokens; empty: Gatehouse's own
+	// TLSSubject is the subject DN of the certificate the client
+	// authenticates with (RFC 8705 tls_client_auth); empty when it does not.
+	TLSSubject string
+	CreatedAt  time.Time
+}
+
+// OAuthConsent records that a user allowed a client the listed scopes.
+type OAuthConsent struct {
+	UserID    string
+	ClientID  string
+	Scopes    []string
+	CreatedAt time.Time // first given
+	UpdatedAt time.Time // last widened
+}
+
+// OAuthStore keeps OAuth clients and the consents users gave them.
+type OAuthStore interface {
+	// CreateOAuthClient stores c.
+	CreateOAuthClient(ctx context.Context, c OAuthClient) error
+	// OAuthClientByID returns the client, or ErrNotFound.
+	OAuthClientByID(ctx context.Context, id string) (OAuthClient, error)
+	// OAuthClients lists every client, oldest first.
+	OAuthClients(ctx context.Context) ([]OAuthClient, error)
+	// DeleteOAuthClient deletes the client and every consent given to it,
+	// in one transaction; ErrNotFound when there is no such client.
+	DeleteOAuthClient(ctx context.Context, id string) error
+	// SaveConsent stores c, replacing the user's earlier consent to the
+	// same client (keeping its CreatedAt); ErrNotFound without the user or
+	// the client.
+	SaveConsent(ctx context.Context, c OAuthConsent) error
+	// Consent returns the user's consent to the client, or ErrNotFound.
+	Consent(ctx context.Context, userID, clientID string) (OAuthConsent, error)
+	// Consents lists the user's consents, oldest first.
+	Consents(ctx context.Context, userID string) ([]OAuthConsent, error)
+	// DeleteConsent deletes the user's consent to the client; ErrNotFound
+	// when there is none.
+	DeleteConsent(ctx context.Context, userID, clientID string) error
+	// ClientSessionIDs returns the ids of the sessions authorized for
+	// clientID that are not revoked, of user userID only unless userID is
+	// empty.
+	ClientSessionIDs(ctx context.Context, userID, clientID string) ([]string, error)
+}
 
 // ProviderKind says how Gatehouse speaks to an identity provider.
 type ProviderKind string
