@@ -139,6 +139,8 @@ type Deps struct {
 	APIKeyCodec *token.APIKeyCodec
 	// Audit records security events; nil records none (tools).
 	Audit *audit.Recorder
+	// OAuth provider; a nil OAuth.Store switches it off.
+	OAuth OAuthDeps
 }
 
 // Service implements every Gatehouse operation.

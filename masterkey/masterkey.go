@@ -39,6 +39,8 @@ const (
 	PurposeIdPFlow = "gatehouse idp flow seal v1"
 	// PurposeAPIKeys keys the MACs of API keys.
 	PurposeAPIKeys = "gatehouse api-key mac v1"
+	// PurposeOAuthClients keys the MACs of OAuth client secrets.
+	PurposeOAuthClients = "gatehouse oauth client-secret mac v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master
