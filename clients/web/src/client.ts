@@ -223,6 +223,29 @@ export interface TokenSet {
   user: User;
 }
 
+/** The app (OAuth client) a sign-in request of Gatehouse's OAuth provider comes from. */
+export interface OAuthClientInfo {
+  client_id: string;
+  /** The name registered for the app, to show on the consent screen. */
+  name: string;
+}
+
+/** The answer of `oauthContinue`: where to send the browser (the app's redirect URI with a
+ * `code` and `state`, or with `error=access_denied` after a denied consent). */
+export interface OAuthContinuation {
+  redirect: string;
+}
+
+/** An app the user allowed to use their account (GET /auth/consents). */
+export interface OAuthConsent {
+  client_id: string;
+  client_name: string;
+  /** The scopes allowed, e.g. `["openid", "email", "offline_access"]`. */
+  scopes: string[];
+  /** When the user allowed them. */
+  created_at: string;
+}
+
 /** A problem+json error from the server (or a network failure, status 0). */
 export class GatehouseError extends Error {
   readonly status: number;
@@ -275,6 +298,24 @@ export class MfaRequiredError extends GatehouseError {
   }
 }
 
+/**
+ * `oauthContinue` for a third-party app the user has not allowed yet (status 403, code
+ * `consent_required`): show `client.name` and `scopes`, ask the user, and call
+ * `oauthContinue` again with `consent` true or false. The sign-in request stays usable.
+ */
+export class ConsentRequiredError extends GatehouseError {
+  /** The app asking. */
+  readonly client: OAuthClientInfo;
+  /** The scopes it asks for, e.g. `["openid", "email"]`. */
+  readonly scopes: string[];
+  constructor(status: number, message: string, problem: Record<string, unknown>, client: OAuthClientInfo, scopes: string[]) {
+    super(status, "consent_required", message, problem);
+    this.name = "ConsentRequiredError";
+    this.client = client;
+    this.scopes = scopes;
+  }
+}
+
 interface TokenResponse {
   access_token: string;
   expires_in: number;
@@ -320,17 +361,34 @@ async function toError(res: Response): Promise<GatehouseError> {
   } catch {
     problem = undefined;
   }
-  const code = typeof problem?.["code"] === "string" ? (problem["code"] as string) : `http_${res.status}`;
+  // Problem documents carry `code`; the OAuth endpoints answer RFC 6749 errors, `error`.
+  const code =
+    typeof problem?.["code"] === "string" ? (problem["code"] as string) :
+    typeof problem?.["error"] === "string" ? (problem["error"] as string) :
+    `http_${res.status}`;
   const msg =
     (typeof problem?.["detail"] === "string" && (problem["detail"] as string)) ||
+    (typeof problem?.["error_description"] === "string" && (problem["error_description"] as string)) ||
     (typeof problem?.["title"] === "string" && (problem["title"] as string)) ||
     `HTTP ${res.status}`;
+  if (code === "consent_required" && problem !== undefined) return consentRequired(res.status, msg, problem);
   if (code === "mfa_required" && problem !== undefined && typeof problem["mfa_token"] === "string") {
     const raw = problem["methods"];
     const methods = (Array.isArray(raw) ? raw : []).filter((m): m is MfaMethod => typeof m === "string") as MfaMethod[];
     return new MfaRequiredError(res.status, msg, problem, problem["mfa_token"] as string, methods);
   }
   return new GatehouseError(res.status, code, msg, problem);
+}
+
+/** A consent_required answer as a ConsentRequiredError, its members checked (they come from the network). */
+function consentRequired(status: number, msg: string, problem: Record<string, unknown>): ConsentRequiredError {
+  const c = problem["client"];
+  const client = typeof c === "object" && c !== null ? (c as Record<string, unknown>) : {};
+  const id = typeof client["client_id"] === "string" ? client["client_id"] : "";
+  const name = typeof client["name"] === "string" && client["name"] ? client["name"] : id;
+  const raw = problem["scopes"];
+  const scopes = (Array.isArray(raw) ? raw : []).filter((s): s is string => typeof s === "string");
+  return new ConsentRequiredError(status, msg, problem, { client_id: id, name }, scopes);
 }
 
 // ------------------------------------------------------------ WebAuthn JSON
@@ -496,8 +554,9 @@ export function takeProviderReturn(): ProviderReturn | null {
 /** Whether a 401 is about the access token (so a refresh may help), read from a copy of its body. */
 async function tokenProblem(res: Response): Promise<boolean> {
   try {
-    const body = (await res.clone().json()) as { code?: unknown };
-    return typeof body?.code !== "string" || body.code === "invalid_token";
+    const body = (await res.clone().json()) as { code?: unknown; error?: unknown };
+    const code = typeof body?.code === "string" ? body.code : body?.error;
+    return typeof code !== "string" || code === "invalid_token";
   } catch {
     return true;
   }
@@ -1249,6 +1308,39 @@ export class GatehouseClient extends EventTarget {
    * nothing else would be left to sign in with (no password, passkey or other provider). */
   async unlinkIdentity(id: string): Promise<void> {
     await this.json("/auth/identities/" + encodeURIComponent(id), { method: "DELETE" });
+  }
+
+  // ---------------------------------------------------------- OAuth provider
+
+  /**
+   * Continues a sign-in request of Gatehouse's OAuth provider (`/account?oauth_request=<id>`)
+   * for the signed-in user (POST /oauth2/authorize/continue). Resolves to `{ redirect }`, where
+   * the browser goes next (`location.assign`): the app's redirect URI with a code, or with
+   * `error=access_denied` when `consent` is false. Rejects with a `ConsentRequiredError` (403)
+   * when a third-party app has no consent yet and `consent` was not given: ask the user and
+   * call again with true or false. `invalid_request` (400): the request expired or was used;
+   * `invalid_token` (401): not signed in.
+   */
+  async oauthContinue(requestId: string, consent?: boolean): Promise<OAuthContinuation> {
+    const body: Record<string, unknown> = { oauth_request: requestId };
+    if (consent !== undefined) body["consent"] = consent;
+    const res = (await this.postJson<{ redirect?: unknown }>("/oauth2/authorize/continue", body)) ?? {};
+    if (typeof res.redirect !== "string" || res.redirect === "") {
+      throw new GatehouseError(200, "invalid_response", "The server answered without a redirect.", res as Record<string, unknown>);
+    }
+    return { redirect: res.redirect };
+  }
+
+  /** The apps the signed-in user allowed to use their account (GET /auth/consents). */
+  async consents(): Promise<OAuthConsent[]> {
+    const body = (await this.json<{ consents?: OAuthConsent[] }>("/auth/consents")) ?? {};
+    return Array.isArray(body.consents) ? body.consents : [];
+  }
+
+  /** Takes an app's access away (DELETE /auth/consents/{client_id}): its consent and the
+   * user's sessions of that app end; it asks again next time. Rejects with `not_found` (404). */
+  async revokeConsent(clientId: string): Promise<void> {
+    await this.json("/auth/consents/" + encodeURIComponent(clientId), { method: "DELETE" });
   }
 }
 

@@ -1,4 +1,5 @@
 export {
+  ConsentRequiredError,
   GatehouseClient,
   GatehouseError,
   MfaRequiredError,
@@ -23,6 +24,9 @@ export type {
   MagicLinkProof,
   MfaMethod,
   MfaStatus,
+  OAuthClientInfo,
+  OAuthConsent,
+  OAuthContinuation,
   Passkey,
   PasskeyErrorCode,
   ProviderReturn,

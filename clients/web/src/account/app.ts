@@ -1,13 +1,14 @@
 // The /account page. Built by esbuild into account/static/app.js, a classic script that
-// runs first in <head>: ./link and ./provider (imported first, so evaluated first) remove a
-// mail link's token and an identity provider's return from the address bar at once; the
-// rest waits for the document.
+// runs first in <head>: ./link, ./oauth and ./provider (imported first, so evaluated first)
+// remove a mail link's token, an OAuth sign-in request's id and an identity provider's
+// return from the address bar at once; the rest waits for the document.
 import { mailLink } from "./link";
 import type { MailLink } from "./link";
+import { forgetOAuthRequest, oauthRequest } from "./oauth";
 import { providerVisit, returnUrl } from "./provider";
 import type { ProviderVisit } from "./provider";
-import { GatehouseClient, GatehouseError, MfaRequiredError, supportsPasskeys } from "../client";
-import type { AuditEvent, Identity, IdentityProvider, LogoutReason, MfaStatus, Passkey, Session, User } from "../client";
+import { ConsentRequiredError, GatehouseClient, GatehouseError, MfaRequiredError, supportsPasskeys } from "../client";
+import type { AuditEvent, Identity, IdentityProvider, LogoutReason, MfaStatus, OAuthConsent, Passkey, Session, User } from "../client";
 import { qrCanvas } from "./qr";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -27,6 +28,7 @@ let codeEntry: HTMLElement;
 let reset: HTMLElement;
 let mfaStep: HTMLElement;
 let account: HTMLElement;
+let oauthSection: HTMLElement;
 let logoutBtn: HTMLButtonElement;
 let sessionsBody: HTMLElement;
 let activityBody: HTMLElement;
@@ -143,8 +145,8 @@ function cell(row: HTMLTableRowElement, ...content: (string | Node)[]): HTMLTabl
 
 /** Shows one of the main sections (or none while loading), hiding the others. */
 function showSection(section: HTMLElement | null): void {
-  for (const s of [loading, signin, codeEntry, reset, mfaStep, account]) s.hidden = s !== section;
-  logoutBtn.hidden = section !== account;
+  for (const s of [loading, signin, codeEntry, reset, mfaStep, account, oauthSection]) s.hidden = s !== section;
+  logoutBtn.hidden = section !== account && section !== oauthSection;
 }
 
 function showSignedOut(message: string): void {
@@ -156,6 +158,9 @@ function showSignedOut(message: string): void {
   closeSecurityPanels();
   renderPasskeys([]);
   renderIdentities([]);
+  renderConsents([]);
+  // Signed out in the middle of an app's sign-in request: signing in continues it.
+  $("oauth-hint").hidden = oauthRequest() === null;
   $<HTMLInputElement>("totp-password").value = "";
   $<HTMLInputElement>("passkey-name").value = "";
   if (message) say(message);
@@ -1042,6 +1047,205 @@ async function followProviderVisit(visit: ProviderVisit): Promise<void> {
   }
 }
 
+/** The signed-in page, with its lists loaded. */
+function enterAccount(user: User): void {
+  showUser(user);
+  void busy(null, loadSessions);
+  void busy(null, loadSecurity);
+  void busy(null, loadIdentities);
+  void busy(null, loadConsents);
+}
+
+// ------------------------------------------------------ OAuth sign-in requests
+
+/** What a scope lets an app do, in words; a scope not listed here is shown as it is. */
+const SCOPE_WORDS: Record<string, string> = {
+  openid: "Know who you are",
+  email: "See your email address",
+  profile: "See your name and profile",
+  offline_access: "Stay signed in, also when you are not using it",
+};
+
+/** A scope for the consent screen: its words, or the scope itself in code type. */
+function scopeItem(scope: string): HTMLLIElement {
+  const li = document.createElement("li");
+  const words = SCOPE_WORDS[scope];
+  if (words !== undefined) {
+    li.textContent = words;
+  } else {
+    const code = document.createElement("code");
+    code.textContent = scope;
+    li.append(code);
+  }
+  li.dataset["scope"] = scope;
+  return li;
+}
+
+/** The scopes of a consent in one line, for the Connected apps list. */
+function scopeLine(scopes: string[]): string {
+  if (scopes.length === 0) return "\u2014";
+  const words = scopes.map((s) => SCOPE_WORDS[s] ?? s);
+  return words.map((w, i) => (i === 0 ? w : w.charAt(0).toLowerCase() + w.slice(1))).join("; ");
+}
+
+const OAUTH_EXPIRED = "This sign-in request has expired. Go back to the app and try again.";
+
+/** Whether a continuation is on its way (a second one would find the request used). */
+let oauthBusy = false;
+
+/** The oauth section in one of its states: waiting for the server, asking for consent, or
+ * stuck after an error (Try again / Cancel). */
+function showOAuthState(state: "wait" | "consent" | "retry", title: string): void {
+  showSection(oauthSection);
+  $("oauth-title").textContent = title;
+  $("oauth-wait").hidden = state !== "wait";
+  $("consent").hidden = state !== "consent";
+  $("oauth-retry").hidden = state !== "retry";
+  for (const b of oauthSection.querySelectorAll("button")) b.disabled = false;
+}
+
+/** A redirect the page may follow: anything but a scheme that would run or embed content here. */
+function followable(redirect: string): boolean {
+  try {
+    const u = new URL(redirect, location.href);
+    return !["javascript:", "data:", "vbscript:", "blob:", "file:"].includes(u.protocol);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Continues the app's sign-in request for the signed-in user: on to the app's redirect URI,
+ * or the consent screen for a third-party app not allowed yet. `consent` is the user's answer
+ * on that screen.
+ */
+async function continueOAuth(consent?: boolean): Promise<void> {
+  const id = oauthRequest();
+  if (id === null || oauthBusy) return;
+  oauthBusy = true;
+  showOAuthState("wait", consent === false ? "Going back to the app\u2026" : "Continuing to the app\u2026");
+  try {
+    const { redirect } = await gh.oauthContinue(id, consent);
+    // Answered: the request is used up, whatever happens next.
+    forgetOAuthRequest();
+    if (!followable(redirect)) {
+      if (gh.user) enterAccount(gh.user);
+      fail("The app asked to be sent to an address this page does not open. Go back to the app and try again.");
+      return;
+    }
+    $("oauth-title").textContent = consent === false ? "Going back to the app\u2026" : "Taking you back to the app\u2026";
+    say("");
+    location.assign(redirect);
+  } catch (err) {
+    if (err instanceof ConsentRequiredError) {
+      showConsent(err);
+      return;
+    }
+    if (err instanceof GatehouseError && err.status === 400) {
+      forgetOAuthRequest();
+      if (gh.user) enterAccount(gh.user);
+      fail(OAUTH_EXPIRED);
+      return;
+    }
+    if (err instanceof GatehouseError && err.status === 401 && !gh.authenticated) {
+      return; // signed out meanwhile: the "logout" event shows the sign-in form, which continues
+    }
+    showOAuthState("retry", "The app is waiting");
+    fail(describe(err));
+    $("oauth-retry-button").focus();
+  } finally {
+    oauthBusy = false;
+  }
+}
+
+/** Asks the user whether the app may use their account. */
+function showConsent(err: ConsentRequiredError): void {
+  const name = err.client.name || err.client.client_id || "An app";
+  showOAuthState("consent", `Allow ${name} to use your account?`);
+  $("consent-user").textContent = gh.user?.email ?? "";
+  $("consent-app").textContent = name;
+  $("consent-scopes").replaceChildren(...err.scopes.map(scopeItem));
+  $("consent-scopes-intro").hidden = err.scopes.length === 0;
+  say("");
+  $("oauth-title").focus();
+}
+
+function wireOAuth(): void {
+  const answer = (consent: boolean) => () => {
+    for (const b of oauthSection.querySelectorAll("button")) b.disabled = true;
+    void continueOAuth(consent);
+  };
+  $<HTMLButtonElement>("consent-allow").addEventListener("click", answer(true));
+  $<HTMLButtonElement>("consent-deny").addEventListener("click", answer(false));
+  $<HTMLButtonElement>("oauth-retry-button").addEventListener("click", () => {
+    say("");
+    void continueOAuth();
+  });
+  $<HTMLButtonElement>("oauth-cancel").addEventListener("click", () => {
+    forgetOAuthRequest();
+    say("");
+    if (gh.user) enterAccount(gh.user);
+    $("account-title").focus();
+  });
+}
+
+// ------------------------------------------------------------- connected apps
+
+/** Numbers the reads of the list, so that an answer overtaken by a newer read is dropped. */
+let consentReads = 0;
+
+function renderConsents(list: OAuthConsent[]): void {
+  consentReads++;
+  const sorted = [...list].sort((a, b) => a.created_at.localeCompare(b.created_at));
+  const rows = sorted.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset["clientId"] = c.client_id;
+    const name = document.createElement("strong");
+    name.textContent = c.client_name || c.client_id;
+    cell(tr, name);
+    cell(tr, scopeLine(c.scopes ?? []));
+    cell(tr, time(c.created_at));
+    const revoke = document.createElement("button");
+    revoke.type = "button";
+    revoke.className = "danger";
+    revoke.textContent = "Revoke";
+    revoke.setAttribute("aria-label", `Revoke access: ${c.client_name || c.client_id}`);
+    revoke.addEventListener("click", () => void revokeConsent(c, revoke));
+    cell(tr, revoke);
+    return tr;
+  });
+  $("apps").replaceChildren(...rows);
+  $("apps-section").hidden = rows.length === 0;
+}
+
+async function loadConsents(): Promise<void> {
+  const read = ++consentReads;
+  let list: OAuthConsent[];
+  try {
+    list = await gh.consents();
+  } catch (err) {
+    // A server without the OAuth provider has no such list: nothing to show.
+    if (err instanceof GatehouseError && err.status === 404) list = [];
+    else throw err;
+  }
+  if (read === consentReads) renderConsents(list);
+}
+
+async function revokeConsent(c: OAuthConsent, btn: HTMLButtonElement): Promise<void> {
+  const name = c.client_name || c.client_id;
+  await busy(btn, async () => {
+    try {
+      await gh.revokeConsent(c.client_id);
+    } catch (err) {
+      if (err instanceof GatehouseError && err.code === "not_found") await loadConsents();
+      throw err;
+    }
+    await loadConsents();
+    say(`${name} can no longer use your account. It was signed out, and asks again if you use it.`);
+    $($("apps-section").hidden ? "account-title" : "apps-title").focus();
+  }, { not_found: `${name} had no access any more.` });
+}
+
 /** Once the user is known: the signed-in page, or the sign-in form. */
 async function resumeSession(): Promise<void> {
   let user: User | null;
@@ -1114,6 +1318,7 @@ function main(): void {
   reset = $("reset");
   mfaStep = $("mfa-step");
   account = $("account");
+  oauthSection = $("oauth");
   logoutBtn = $<HTMLButtonElement>("logout");
   sessionsBody = $("sessions");
   activityBody = $("activity");
@@ -1130,10 +1335,9 @@ function main(): void {
   gh.on("login", ({ user }) => {
     // Signed in here or in another tab.
     pendingMfa = null;
-    showUser(user);
-    void busy(null, loadSessions);
-    void busy(null, loadSecurity);
-    void busy(null, loadIdentities);
+    // An app's sign-in request waiting in this tab: on to it, whichever way the user signed in.
+    if (oauthRequest() !== null) void continueOAuth();
+    else enterAccount(user);
   });
 
   $<HTMLFormElement>("signin-form").addEventListener("submit", (e) => {
@@ -1211,6 +1415,7 @@ function main(): void {
   });
 
   wireSecurity();
+  wireOAuth();
 
   $<HTMLButtonElement>("code-resend").addEventListener("click", (e) =>
     void busy(e.currentTarget as HTMLButtonElement, () => sendMagicLink(codeEmail)),
