@@ -72,6 +72,7 @@ type Revoker interface {
 	Record(ctx context.Context, revs ...gatehouse.Revocation)
 	Check(sessionID, userID string, issuedAt time.Time) error
 	CheckAPIKey(id string) error
+	CheckToken(jti string) error
 }
 
 // Observer counts what the service does, for metrics. Results are short
