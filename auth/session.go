@@ -204,7 +204,11 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 // session. Only the current token, or its predecessor within the grace
 // window, identifies the session; anything else revokes nothing.
 func (s *Service) SessionFromRefresh(ctx context.Context, raw string) (gatehouse.Session, error) {
-	sid, gen, err := s.RefreshCodec.Decode(raw)
+	return s.sessionFromRefresh(ctx, s.RefreshCodec, raw)
+}
+
+func (s *Service) sessionFromRefresh(ctx context.Context, codec *token.RefreshCodec, raw string) (gatehouse.Session, error) {
+	sid, gen, err := codec.Decode(raw)
 	if err != nil {
 		return gatehouse.Session{}, ErrInvalidRefresh
 	}
