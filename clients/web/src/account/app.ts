@@ -1098,6 +1098,7 @@ let oauthBusy = false;
 function showOAuthState(state: "wait" | "consent" | "retry", title: string): void {
   showSection(oauthSection);
   $("oauth-title").textContent = title;
+  $("oauth-wait").textContent = "One moment, please.";
   $("oauth-wait").hidden = state !== "wait";
   $("consent").hidden = state !== "consent";
   $("oauth-retry").hidden = state !== "retry";
@@ -1136,6 +1137,10 @@ async function continueOAuth(consent?: boolean): Promise<void> {
     $("oauth-title").textContent = consent === false ? "Going back to the app\u2026" : "Taking you back to the app\u2026";
     say("");
     location.assign(redirect);
+    // An app on another scheme (a native app) opens beside this page, which then stays.
+    setTimeout(() => {
+      $("oauth-wait").textContent = "If the app did not open, go back to it and try again. You can close this page.";
+    }, 5_000);
   } catch (err) {
     if (err instanceof ConsentRequiredError) {
       showConsent(err);
@@ -1329,6 +1334,8 @@ function main(): void {
     if (!e.persisted) return;
     for (const b of document.querySelectorAll<HTMLButtonElement>("#idp-buttons button, #identity-links button")) b.disabled = false;
     say("");
+    // Back from the app after the page sent the browser there: the request is answered.
+    if (!oauthSection.hidden && oauthRequest() === null && gh.user) enterAccount(gh.user);
   });
 
   gh.on("logout", ({ reason }) => showSignedOut(LOGOUT_MESSAGES[reason]));
