@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/masterkey"
+	"github.com/gatehouse/gatehouse/token"
 )
 
 // OAuth clients of Gatehouse's OAuth 2.1 / OpenID provider: the wiring
@@ -23,10 +24,19 @@ import (
 const clientUsage = "usage: gatehouse client create --name N --redirect-uri U [--redirect-uri U2 ...] [--post-logout-redirect-uri U ...] [--public] [--first-party] [--grant authorization_code,refresh_token,client_credentials] [--scope S ...] [--audience A] [--tls-client-auth SUBJECT_DN] | client list | client remove CLIENT_ID"
 
 // oauthDeps builds what the service needs for the OAuth provider: client
-// secrets are kept as MACs under a key derived from the master secret, so
-// every instance checks what another registered.
-func (b *backend) oauthDeps() auth.OAuthDeps {
-	return auth.OAuthDeps{Store: b.store, ClientKey: masterkey.Derive(b.master, masterkey.PurposeOAuthClients)}
+// secrets are kept as MACs, and the refresh tokens of client sessions are
+// made, under keys derived from the master secret, so every instance
+// checks what another issued.
+func (b *backend) oauthDeps() (auth.OAuthDeps, error) {
+	refresh, err := token.NewRefreshCodec(masterkey.Derive(b.master, masterkey.PurposeOAuthRefresh))
+	if err != nil {
+		return auth.OAuthDeps{}, fmt.Errorf("oauth refresh tokens: %w", err)
+	}
+	return auth.OAuthDeps{
+		Store:        b.store,
+		ClientKey:    masterkey.Derive(b.master, masterkey.PurposeOAuthClients),
+		RefreshCodec: refresh,
+	}, nil
 }
 
 // clientSharedFlags are the flags of every client subcommand, which also
@@ -151,11 +161,16 @@ func clientService(ctx context.Context, c *config) (*auth.Service, *backend, err
 	if err != nil {
 		return nil, nil, err
 	}
+	oauth, err := b.oauthDeps()
+	if err != nil {
+		b.store.Close()
+		return nil, nil, err
+	}
 	// No revoker: a CLI process serves no tokens. Ending a session writes
 	// its revocation to the database, which every serving instance polls.
 	svc := auth.New(auth.Config{AccessTTL: c.AccessTTL, Leeway: accessLeeway}, auth.Deps{
 		Store: b.store, Observer: nopObserver{}, Logger: quietLogger(), Revoker: nopRevoker{},
-		OAuth: b.oauthDeps(),
+		OAuth: oauth,
 	})
 	return svc, b, nil
 }
@@ -307,3 +322,4 @@ type nopRevoker struct{}
 func (nopRevoker) Record(context.Context, ...gatehouse.Revocation) {}
 func (nopRevoker) Check(string, string, time.Time) error           { return nil }
 func (nopRevoker) CheckAPIKey(string) error                        { return nil }
+func (nopRevoker) CheckToken(string) error                         { return nil }

@@ -114,6 +114,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	oauthDeps, err := b.oauthDeps()
+	if err != nil {
+		return err
+	}
 	tlsCfg, err := tlsConfig(&c)
 	if err != nil {
 		return err
@@ -194,7 +198,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdP:         idpDeps,
 		APIKeyStore: b.store, APIKeyCodec: apiKeyCodec,
 		Audit: audit.NewRecorder(b.store, logger, m),
-		OAuth: b.oauthDeps(),
+		OAuth: oauthDeps,
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, c.AuditRetention, logger) })
