@@ -181,6 +181,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if rdb != nil {
 		redisLimiter = ratelimit.NewRedis(rdb, "gatehouse:rl:", mem, logger)
 	}
+	oauthDeps, err := b.oauthDeps()
+	if err != nil {
+		return err
+	}
 	svc := auth.New(auth.Config{
 		Issuer: c.Issuer, Audience: c.Audience,
 		AccessTTL: c.AccessTTL, IdleTTL: c.RefreshIdleTTL, MaxAge: c.SessionMaxAge,
@@ -243,6 +247,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}, httpapi.Deps{
 		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
 		Account: account.Handler(), Feed: revocationFeed, OpenAPI: apiDoc,
+		OAuth: oauthMount(&c, svc, logger),
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
