@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,10 +237,16 @@ func TestTLSClientCertificates(t *testing.T) {
 		t.Fatalf("discovery over HTTPS: %v %v", r, err)
 	}
 	var disc struct {
-		Issuer string `json:"issuer"`
+		Issuer     string   `json:"issuer"`
+		AuthMethod []string `json:"token_endpoint_auth_methods_supported"`
+		CertBound  bool     `json:"tls_client_certificate_bound_access_tokens"`
 	}
 	if err := json.Unmarshal(body, &disc); err != nil || disc.Issuer != base {
 		t.Errorf("issuer %q (%v), want %q", disc.Issuer, err, base)
+	}
+	// With a client CA, the provider offers certificate authentication.
+	if !disc.CertBound || !slices.Contains(disc.AuthMethod, "tls_client_auth") {
+		t.Errorf("discovery with --tls-client-ca: %s", body)
 	}
 
 	// A certificate of the client CA: fine.
@@ -305,6 +312,16 @@ func TestTLSWithoutClientCA(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusOK {
 		t.Errorf("status %d", r.StatusCode)
+	}
+	// Without a client CA no certificate is verified, so none is offered.
+	r, err = httpsClient(roots, nil).Get(base + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if strings.Contains(string(body), "tls_client_auth") || strings.Contains(string(body), "tls_client_certificate_bound_access_tokens") {
+		t.Errorf("discovery without --tls-client-ca offers certificates: %s", body)
 	}
 }
 

@@ -13,31 +13,13 @@ import (
 
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/masterkey"
-	"github.com/gatehouse/gatehouse/token"
 )
 
-// OAuth clients of Gatehouse's OAuth 2.1 / OpenID provider: the wiring
-// shared by serve and the client subcommands, and
-// `gatehouse client create|list|remove`.
+// OAuth clients of Gatehouse's OAuth 2.1 / OpenID provider:
+// `gatehouse client create|list|remove` (the service's wiring, shared with
+// serve, is backend.oauthDeps in oauth.go).
 
 const clientUsage = "usage: gatehouse client create --name N --redirect-uri U [--redirect-uri U2 ...] [--post-logout-redirect-uri U ...] [--public] [--first-party] [--grant authorization_code,refresh_token,client_credentials] [--scope S ...] [--audience A] [--tls-client-auth SUBJECT_DN] | client list | client remove CLIENT_ID"
-
-// oauthDeps builds what the service needs for the OAuth provider: client
-// secrets are kept as MACs, and the refresh tokens of client sessions are
-// made, under keys derived from the master secret, so every instance
-// checks what another issued.
-func (b *backend) oauthDeps() (auth.OAuthDeps, error) {
-	refresh, err := token.NewRefreshCodec(masterkey.Derive(b.master, masterkey.PurposeOAuthRefresh))
-	if err != nil {
-		return auth.OAuthDeps{}, fmt.Errorf("oauth refresh tokens: %w", err)
-	}
-	return auth.OAuthDeps{
-		Store:        b.store,
-		ClientKey:    masterkey.Derive(b.master, masterkey.PurposeOAuthClients),
-		RefreshCodec: refresh,
-	}, nil
-}
 
 // clientSharedFlags are the flags of every client subcommand, which also
 // come from GATEHOUSE_* variables.

@@ -181,10 +181,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if rdb != nil {
 		redisLimiter = ratelimit.NewRedis(rdb, "gatehouse:rl:", mem, logger)
 	}
-	oauthDeps, err := b.oauthDeps()
-	if err != nil {
-		return err
-	}
 	svc := auth.New(auth.Config{
 		Issuer: c.Issuer, Audience: c.Audience,
 		AccessTTL: c.AccessTTL, IdleTTL: c.RefreshIdleTTL, MaxAge: c.SessionMaxAge,
