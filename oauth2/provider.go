@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/go-chi/chi/v5"
 	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -78,6 +79,14 @@ func New(cfg Config, svc *auth.Service, logger *slog.Logger) *Provider {
 			AllowCredentials: false,
 		}),
 		op.WithHTTPMiddleware(withRequestFacts(cfg.ClientIP)),
+		op.WithSetRouter(func(r chi.Router) {
+			r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+				writeOAuthError(w, http.StatusNotFound, "invalid_request", "no such endpoint")
+			})
+			r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+				writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+			})
+		}),
 	)
 	mux := http.NewServeMux()
 	mux.Handle(PathContinue, http.HandlerFunc(p.continueAuthorization))
