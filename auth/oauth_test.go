@@ -314,3 +314,41 @@ func TestOAuthClientValidation(t *testing.T) {
 		t.Errorf("loopback http redirect: %v", err)
 	}
 }
+
+func TestAuthenticateMachineTakesClientTokens(t *testing.T) {
+	svc, _ := newOAuth(t)
+	ctx := context.Background()
+	c, _ := createClient(t, svc, auth.OAuthClientInput{Name: "Feed reader", Grants: []string{auth.GrantClientCredentials}, Scopes: []string{auth.ScopeRevocationsRead}})
+	g, err := svc.ClientCredentials(ctx, c, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.AuthenticateMachine(ctx, g.AccessToken, "192.0.2.1", "")
+	if err != nil || p.ClientID != c.ID || !p.HasScope(auth.ScopeRevocationsRead) || p.UserID != "" {
+		t.Fatalf("client token: %v %+v", err, p)
+	}
+	if _, err := svc.Authenticate(ctx, g.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("client token at Gatehouse's user API: %v", err)
+	}
+	if err := svc.RevokeOAuthToken(ctx, c, g.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AuthenticateMachine(ctx, g.AccessToken, "192.0.2.1", ""); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("revoked client token: %v", err)
+	}
+	bound, err := svc.ClientCredentials(ctx, c, nil, "thumb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AuthenticateMachine(ctx, bound.AccessToken, "192.0.2.1", ""); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("bound token without its certificate: %v", err)
+	}
+	if _, err := svc.AuthenticateMachine(ctx, bound.AccessToken, "192.0.2.1", "thumb"); err != nil {
+		t.Fatalf("bound token with its certificate: %v", err)
+	}
+	user := signup(t, svc, "machine@example.com")
+	p, err = svc.AuthenticateMachine(ctx, user.AccessToken, "192.0.2.1", "")
+	if err != nil || p.UserID != user.User.ID || len(p.Scopes) != 0 {
+		t.Fatalf("a user's own token: %v %+v", err, p)
+	}
+}
