@@ -530,10 +530,14 @@ func printTable(w io.Writer, o *options, rows []row) {
 		if r.refValue > 0 {
 			ref = fmt.Sprintf("%s %.0f", r.reference, r.refValue)
 			x := r.value / r.refValue
-			ratio = fmt.Sprintf("%.2f (≥ %.2f)", x, r.target)
-			verdict = "ok"
-			if x < r.target {
-				verdict = "MISS"
+			if r.target > 0 {
+				ratio = fmt.Sprintf("%.2f (≥ %.2f)", x, r.target)
+				verdict = "ok"
+				if x < r.target {
+					verdict = "MISS"
+				}
+			} else {
+				ratio = fmt.Sprintf("%.2f (no target)", x)
 			}
 		} else if r.target > 0 {
 			ratio = fmt.Sprintf("no reference (≥ %.2f)", r.target)
