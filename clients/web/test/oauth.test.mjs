@@ -7,6 +7,8 @@
 // `gatehouse client create` on the server's database (the SQLite file's master key beside it)
 // before `serve`, whose redirect URI is a small HTTP server of this test that records what it
 // receives; PKCE S256 computed here, and the codes redeemed at /oauth2/token with the verifier.
+// The user signs in with a password, and once with a mailed sign-in code (--mail-dir), the
+// request waiting meanwhile.
 // The second part checks the page's own behaviour against mocked provider endpoints: the
 // request id's journey (address bar, sessionStorage, reloads), the consent screen's words and
 // keyboard use, the expired-request message, and the Connected apps list.
@@ -14,7 +16,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { createUser, launchBrowser, startServer, uniqueEmail, watchConsole } from "./helpers.mjs";
+import { createUser, launchBrowser, mailCode, readMails, startServer, uniqueEmail, waitForMail, watchConsole } from "./helpers.mjs";
 
 // Requests the page makes and handles: the resume without a session (401), consent_required
 // (403), an expired request (400), a consent revoked twice (404).
@@ -77,14 +79,16 @@ function pkce() {
 
 const claims = (jwt) => JSON.parse(Buffer.from(jwt.split(".")[1], "base64url").toString("utf8"));
 
-/** Counts the answers to POST /oauth2/authorize/continue of a context, and keeps their bodies. */
-function watchContinue(context) {
+/** Counts the answers to POST /oauth2/authorize/continue of a context, and keeps their bodies.
+ * The bodies are read by a route that lets the request through (a request event has no body
+ * for the page's streamed Request objects). */
+async function watchContinue(context, base) {
   const seen = { statuses: [], bodies: [], auth: [] };
-  context.on("request", (req) => {
-    if (req.method() === "POST" && new URL(req.url()).pathname === CONTINUE) {
-      seen.bodies.push(JSON.parse(req.postData() ?? "null"));
-      seen.auth.push(req.headers()["authorization"] ?? "");
-    }
+  await context.route(base + CONTINUE, (route) => {
+    const req = route.request();
+    seen.bodies.push(JSON.parse(req.postData() ?? "null"));
+    seen.auth.push(req.headers()["authorization"] ?? "");
+    return route.continue();
   });
   context.on("response", (res) => {
     const req = res.request();
@@ -124,6 +128,7 @@ describe("the OAuth provider's sign-in in the browser, with apps registered by `
     if (!browser) return;
     app = await startApp();
     server = await startServer(["--access-ttl", "5m"], {
+      mail: true,
       beforeServe: ({ database, run }) => {
         const create = (...args) => {
           const out = run(["client", "create", "--database", database, "--redirect-uri", app.redirectUri, ...args]);
@@ -187,7 +192,7 @@ describe("the OAuth provider's sign-in in the browser, with apps registered by `
     const user = await createUser(server.api, uniqueEmail("oauth"));
     const context = await browser.newContext();
     const errors = watchConsole(context);
-    const cont = watchContinue(context);
+    const cont = await watchContinue(context, server.base);
     try {
       const page = await context.newPage();
 
@@ -306,6 +311,36 @@ describe("the OAuth provider's sign-in in the browser, with apps registered by `
       await page.goto(server.base + "/account");
       await page.locator("#account").waitFor({ state: "visible" });
       assert.equal(await stored(page), null);
+      assert.deepEqual(errors.filter((e) => !EXPECTED.test(e)), []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("another way in: the request waits through a mailed sign-in code, then a first-party app gets its code", async (t) => {
+    if (!browser) return t.skip("no Chromium");
+    const user = await createUser(server.api, uniqueEmail("oauth-code"));
+    const context = await browser.newContext();
+    const errors = watchConsole(context);
+    try {
+      const page = await context.newPage();
+      const a = authorize(firstParty, "openid email");
+      await page.goto(a.url);
+      await page.locator("#signin").waitFor({ state: "visible" });
+      assert.equal(page.url(), server.base + "/account");
+      const seen = readMails(server.mailDir).map((m) => m.file);
+      await page.getByLabel("Email", { exact: true }).fill(user.email);
+      await page.getByRole("button", { name: "Email me a sign-in link" }).click();
+      await page.locator("#code-entry").waitFor({ state: "visible" });
+      const mail = await waitForMail(server.mailDir, { to: user.email, contains: "/account/magic-link#token=", seen });
+      await page.locator("#code-entry").getByLabel("6-digit code").fill(mailCode(mail));
+      const before = app.hits.length;
+      await page.getByRole("button", { name: "Continue" }).click();
+      const hit = await landed(page, app, before);
+      assert.equal(hit.query.get("state"), a.state);
+      const tokens = await redeem(firstParty, hit.query.get("code"), a.verifier);
+      assert.equal(claims(tokens.id_token).email, user.email);
+      assert.deepEqual(claims(tokens.id_token).amr, ["email"], "the code carries how the user signed in");
       assert.deepEqual(errors.filter((e) => !EXPECTED.test(e)), []);
     } finally {
       await context.close();
