@@ -82,6 +82,16 @@ type Session struct {
 	// style: "pwd", "email", ...); every access token of the session
 	// carries it, refreshes included.
 	AMR []string
+	// ClientID is the OAuth client the session was authorized for by an
+	// authorization code; empty for Gatehouse's own sign-ins.
+	ClientID string
+	// Scope is the space-separated scope granted to ClientID; its access
+	// tokens carry it, refreshes included.
+	Scope string
+	// CertThumbprint is the base64url SHA-256 of the client certificate
+	// the session's tokens are bound to (RFC 8705 x5t#S256); empty when
+	// they are not bound.
+	CertThumbprint string
 }
 
 // Revoked reports whether the session has been revoked.

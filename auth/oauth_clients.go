@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/audit"
+	"github.com/gatehouse/gatehouse/token"
 )
 
 // OAuthDeps are the collaborators of Gatehouse's OAuth 2.1 / OpenID
@@ -23,6 +24,10 @@ type OAuthDeps struct {
 	// ClientKey keys the MACs of client secrets (derived from the master
 	// secret): a copy of the database yields no usable secret.
 	ClientKey []byte
+	// RefreshCodec encodes the refresh tokens of sessions authorized for a
+	// client, under a key of its own: they are refused by /auth/refresh,
+	// and Gatehouse's own refresh tokens by the token endpoint.
+	RefreshCodec *token.RefreshCodec
 }
 
 // OAuth grant types a client may be registered for.

@@ -58,6 +58,11 @@ const (
 type Signer interface {
 	Sign(c token.Claims) (string, error)
 	Verify(ctx context.Context, raw string, now time.Time) (token.Claims, error)
+	// For the OAuth provider: tokens issued to clients carry their
+	// audience; ID tokens are signed with the same keys.
+	VerifyAnyAudience(ctx context.Context, raw string, now time.Time) (token.Claims, error)
+	SignIDToken(iat time.Time, build func(alg string) any) (string, error)
+	ParseIDTokenHint(raw string, now time.Time) (map[string]any, error)
 }
 
 // Hasher hashes and verifies passwords with bounded concurrency (password.Hasher).
@@ -72,6 +77,7 @@ type Revoker interface {
 	Record(ctx context.Context, revs ...gatehouse.Revocation)
 	Check(sessionID, userID string, issuedAt time.Time) error
 	CheckAPIKey(id string) error
+	CheckToken(jti string) error
 }
 
 // Observer counts what the service does, for metrics. Results are short

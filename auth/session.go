@@ -41,14 +41,35 @@ const maxStaleSessionRetries = 3
 // (nil: nothing to recheck) decides on the fresh row whether the sign-in
 // still stands.
 func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client, amr []string, recheck func(context.Context, gatehouse.User) error) (Grant, error) {
+	return s.startSessionWith(ctx, u, c, amr, recheck, nil)
+}
+
+// oauthBinding shapes a session that an OAuth client was authorized for:
+// its id was chosen when the authorization code was minted (so a second
+// redemption of the code can find and revoke it), and it carries the
+// client, the granted scopes and the certificate its tokens are bound to.
+type oauthBinding struct {
+	sessionID string
+	client    gatehouse.OAuthClient
+	scope     string
+	cert      string
+}
+
+func (s *Service) startSessionWith(ctx context.Context, u gatehouse.User, c Client, amr []string, recheck func(context.Context, gatehouse.User) error, ob *oauthBinding) (Grant, error) {
 	for attempt := 0; ; attempt++ {
 		now := s.now()
 		sess := s.newSession(u.ID, c, now)
 		sess.AMR = amr
+		aud := ""
+		if ob != nil {
+			sess.ID, sess.ClientID, sess.Scope, sess.CertThumbprint = ob.sessionID, ob.client.ID, ob.scope, ob.cert
+			sess.Transport = gatehouse.TransportBody
+			aud = ob.client.Audience
+		}
 		err := s.Store.CreateSession(ctx, sess, u.Version)
 		if err == nil {
 			s.recordLogin(ctx, u.ID, sess.ID, c, amr, "")
-			return s.grant(u, sess, now)
+			return s.grantFor(u, sess, now, aud)
 		}
 		if !errors.Is(err, gatehouse.ErrStale) {
 			return Grant{}, fmt.Errorf("create session: %w", err)
@@ -98,6 +119,13 @@ func (s *Service) newSession(userID string, c Client, now time.Time) gatehouse.S
 // grant issues an access token and the refresh token of the session's
 // current generation.
 func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time) (Grant, error) {
+	return s.grantFor(u, sess, now, "")
+}
+
+// grantFor is grant with the access token's audience (empty: Gatehouse's
+// own). A session authorized for an OAuth client gets the client's claims
+// and a refresh token of the OAuth codec, which /auth/refresh never takes.
+func (s *Service) grantFor(u gatehouse.User, sess gatehouse.Session, now time.Time, aud string) (Grant, error) {
 	// Tokens are stamped no earlier than the user's TokensValidAfter, so a
 	// token issued in the same second as a role change is not mistaken for
 	// one issued before it.
@@ -111,16 +139,26 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 	// every verifier's leeway.
 	iat := ceilSecond(base)
 	exp := iat.Add(s.cfg.AccessTTL)
+	if aud == "" {
+		aud = s.cfg.Audience
+	}
+	codec := s.RefreshCodec
+	if sess.ClientID != "" {
+		codec = s.OAuth.RefreshCodec
+	}
 	access, err := s.Signer.Sign(token.Claims{
-		Issuer:    s.cfg.Issuer,
-		Audience:  s.cfg.Audience,
-		Subject:   u.ID,
-		SessionID: sess.ID,
-		ID:        newSessionID(), // jti: the same 128 random bits
-		Role:      u.Role,
-		AMR:       sess.AMR,
-		IssuedAt:  iat,
-		ExpiresAt: exp,
+		Issuer:         s.cfg.Issuer,
+		Audience:       aud,
+		Subject:        u.ID,
+		SessionID:      sess.ID,
+		ID:             newSessionID(), // jti: the same 128 random bits
+		Role:           u.Role,
+		AMR:            sess.AMR,
+		IssuedAt:       iat,
+		ExpiresAt:      exp,
+		ClientID:       sess.ClientID,
+		Scope:          sess.Scope,
+		CertThumbprint: sess.CertThumbprint,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("sign access token: %w", err)
@@ -130,7 +168,7 @@ func (s *Service) grant(u gatehouse.User, sess gatehouse.Session, now time.Time)
 		ExpiresIn:        s.cfg.AccessTTL.Truncate(time.Second),
 		Session:          sess,
 		User:             u,
-		RefreshToken:     s.RefreshCodec.Encode(sess.ID, sess.Gen),
+		RefreshToken:     codec.Encode(sess.ID, sess.Gen),
 		RefreshExpiresAt: s.SessionExpiry(sess),
 	}, nil
 }
@@ -147,6 +185,12 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		}
 		return Principal{}, ErrInvalidToken
 	}
+	if claims.ClientID != "" {
+		// A token the OAuth provider issued to an app is for that app's
+		// resource servers (userinfo, introspection, forward-auth), never
+		// for Gatehouse's own account and admin API.
+		return Principal{}, ErrInvalidToken
+	}
 	if err := s.Revoker.Check(claims.SessionID, claims.Subject, claims.IssuedAt); err != nil {
 		if errors.Is(err, revoke.ErrRevoked) {
 			return Principal{}, ErrInvalidToken
@@ -160,7 +204,11 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 // session. Only the current token, or its predecessor within the grace
 // window, identifies the session; anything else revokes nothing.
 func (s *Service) SessionFromRefresh(ctx context.Context, raw string) (gatehouse.Session, error) {
-	sid, gen, err := s.RefreshCodec.Decode(raw)
+	return s.sessionFromRefresh(ctx, s.RefreshCodec, raw)
+}
+
+func (s *Service) sessionFromRefresh(ctx context.Context, codec *token.RefreshCodec, raw string) (gatehouse.Session, error) {
+	sid, gen, err := codec.Decode(raw)
 	if err != nil {
 		return gatehouse.Session{}, ErrInvalidRefresh
 	}

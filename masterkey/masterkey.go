@@ -41,6 +41,9 @@ const (
 	PurposeAPIKeys = "gatehouse api-key mac v1"
 	// PurposeOAuthClients keys the MACs of OAuth client secrets.
 	PurposeOAuthClients = "gatehouse oauth client-secret mac v1"
+	// PurposeOAuthRefresh keys the refresh tokens of sessions authorized
+	// for OAuth clients.
+	PurposeOAuthRefresh = "gatehouse oauth refresh-token mac v1"
 )
 
 // Parse decodes a base64 (standard or URL alphabet, padded or not) master

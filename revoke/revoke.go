@@ -114,6 +114,8 @@ type Revoker struct {
 	// apiKeys holds revoked API key ids (same shape as sessions: id →
 	// when the entry stops mattering).
 	apiKeys [shardCount]sessionShard
+	// tokens holds single access tokens revoked by jti.
+	tokens [shardCount]sessionShard
 
 	// lastPoll is the Unix-nanosecond time (this instance's clock) at which
 	// the last successful read of the log started (0: never): it says how
@@ -195,6 +197,7 @@ func New(log Log, bus Bus, cfg Config, logger *slog.Logger) *Revoker {
 		r.sessions[i].expires = make(map[string]time.Time)
 		r.users[i].before = make(map[string]userEntry)
 		r.apiKeys[i].expires = make(map[string]time.Time)
+		r.tokens[i].expires = make(map[string]time.Time)
 	}
 	return r
 }
@@ -318,6 +321,21 @@ func (r *Revoker) CheckAPIKey(id string) error {
 	return nil
 }
 
+// CheckToken reports ErrRevoked when the access token with that jti was
+// revoked on its own (RFC 7009 revocation of a client_credentials token,
+// which belongs to no session). It adds nothing to Check's staleness
+// answer, so callers call both.
+func (r *Revoker) CheckToken(jti string) error {
+	t := &r.tokens[maphash.String(r.seed, jti)%shardCount]
+	t.mu.RLock()
+	_, revoked := t.expires[jti]
+	t.mu.RUnlock()
+	if revoked {
+		return ErrRevoked
+	}
+	return nil
+}
+
 // Ready reports whether this instance can vouch for its revocation state:
 // the log was read within StaleAfter and, with a bus, it is subscribed and
 // answers a ping. The error names the failing dependency first ("database:"
@@ -388,6 +406,13 @@ func (r *Revoker) apply(now time.Time, revs []gatehouse.Revocation) {
 				k.expires[rev.Subject] = rev.ExpiresAt
 			}
 			k.mu.Unlock()
+		case gatehouse.RevokeToken:
+			k := &r.tokens[maphash.String(r.seed, rev.Subject)%shardCount]
+			k.mu.Lock()
+			if old, ok := k.expires[rev.Subject]; !ok || rev.ExpiresAt.After(old) {
+				k.expires[rev.Subject] = rev.ExpiresAt
+			}
+			k.mu.Unlock()
 		case gatehouse.RevokeUserBefore:
 			u := &r.users[maphash.String(r.seed, rev.Subject)%shardCount]
 			u.mu.Lock()
@@ -423,6 +448,10 @@ func (r *Revoker) pruneMemory(now time.Time) {
 		k.mu.Lock()
 		k.expires = pruned(k.expires, func(exp time.Time) bool { return exp.After(now) })
 		k.mu.Unlock()
+		t := &r.tokens[i]
+		t.mu.Lock()
+		t.expires = pruned(t.expires, func(exp time.Time) bool { return exp.After(now) })
+		t.mu.Unlock()
 	}
 }
 

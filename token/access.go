@@ -38,19 +38,35 @@ type Claims struct {
 	// AMR lists the sign-in methods of the token's session (RFC 8176
 	// style); empty for tokens that predate it.
 	AMR []string
+	// ClientID is set on tokens issued by the OAuth provider to a client:
+	// for a user (SessionID set) or for the client itself
+	// (client_credentials: Subject is the client, no SessionID, no Role).
+	ClientID string
+	Scope    string // space-separated scopes of an OAuth token
+	// CertThumbprint binds the token to a client certificate (RFC 8705
+	// cnf "x5t#S256"): base64url SHA-256 of the certificate's DER.
+	CertThumbprint string
+}
+
+// confirmation is the cnf claim of a certificate-bound token.
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
 }
 
 // signedClaims is the payload as we write it: aud as a single string.
 type signedClaims struct {
-	Issuer    string   `json:"iss"`
-	Audience  string   `json:"aud"`
-	Subject   string   `json:"sub"`
-	SessionID string   `json:"sid"`
-	ID        string   `json:"jti"`
-	Role      string   `json:"role"`
-	AMR       []string `json:"amr,omitempty"`
-	IssuedAt  int64    `json:"iat"`
-	ExpiresAt int64    `json:"exp"`
+	Issuer    string        `json:"iss"`
+	Audience  string        `json:"aud"`
+	Subject   string        `json:"sub"`
+	SessionID string        `json:"sid"`
+	ID        string        `json:"jti"`
+	Role      string        `json:"role"`
+	AMR       []string      `json:"amr,omitempty"`
+	IssuedAt  int64         `json:"iat"`
+	ExpiresAt int64         `json:"exp"`
+	ClientID  string        `json:"client_id,omitempty"`
+	Scope     string        `json:"scope,omitempty"`
+	CNF       *confirmation `json:"cnf,omitempty"`
 }
 
 // parsedClaims is the payload as we accept it: aud may be a string or an
@@ -66,6 +82,9 @@ type parsedClaims struct {
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	ExpiresAt *jwt.NumericDate `json:"exp"`
 	NotBefore *jwt.NumericDate `json:"nbf"`
+	ClientID  string           `json:"client_id"`
+	Scope     string           `json:"scope"`
+	CNF       *confirmation    `json:"cnf"`
 }
 
 // Sign returns a compact JWS of c signed with the key of cfg.Algorithm that
@@ -98,17 +117,22 @@ func (k *Keys) Sign(c Claims) (string, error) {
 		rand.Read(b[:])
 		c.ID = base64.RawURLEncoding.EncodeToString(b[:])
 	}
-	if c.Subject == "" || c.SessionID == "" || !c.Role.Valid() {
-		return "", errors.New("token: subject, session id and a valid role are required")
+	if err := checkShape(c.Subject, c.SessionID, c.ClientID, c.Role); err != nil {
+		return "", fmt.Errorf("token: %w", err)
 	}
 	if c.ExpiresAt.Unix() <= c.IssuedAt.Unix() {
 		return "", errors.New("token: ExpiresAt must be after IssuedAt")
 	}
-	payload, err := json.Marshal(signedClaims{
+	sc := signedClaims{
 		Issuer: c.Issuer, Audience: c.Audience, Subject: c.Subject,
 		SessionID: c.SessionID, ID: c.ID, Role: string(c.Role), AMR: c.AMR,
 		IssuedAt: c.IssuedAt.Unix(), ExpiresAt: c.ExpiresAt.Unix(),
-	})
+		ClientID: c.ClientID, Scope: c.Scope,
+	}
+	if c.CertThumbprint != "" {
+		sc.CNF = &confirmation{X5tS256: c.CertThumbprint}
+	}
+	payload, err := json.Marshal(sc)
 	if err != nil {
 		return "", fmt.Errorf("token: marshal claims: %w", err)
 	}
@@ -138,6 +162,17 @@ var errUnknownKey = errors.New("unknown signing key")
 // second across all requests), since another instance may have rotated.
 // If that reload fails, the error also wraps the store's error.
 func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, error) {
+	return k.verify(ctx, raw, now, false)
+}
+
+// VerifyAnyAudience is Verify without the audience check: tokens the OAuth
+// provider issued to a client carry the client's audience, and Gatehouse
+// itself still answers for them at userinfo and introspection.
+func (k *Keys) VerifyAnyAudience(ctx context.Context, raw string, now time.Time) (Claims, error) {
+	return k.verify(ctx, raw, now, true)
+}
+
+func (k *Keys) verify(ctx context.Context, raw string, now time.Time, anyAudience bool) (Claims, error) {
 	if len(raw) > maxAccessLen {
 		return Claims{}, fmt.Errorf("%w: token longer than %d bytes", ErrInvalidToken, maxAccessLen)
 	}
@@ -154,7 +189,7 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 		if v.key.retired(now) {
 			return Claims{}, fmt.Errorf("%w: signing key %q retired", ErrInvalidToken, v.key.id)
 		}
-		return k.checkClaims(v.claims, now)
+		return k.checkClaims(v.claims, now, anyAudience)
 	}
 	tok, key, err := set.find(raw)
 	if errors.Is(err, errUnknownKey) {
@@ -196,7 +231,7 @@ func (k *Keys) Verify(ctx context.Context, raw string, now time.Time) (Claims, e
 	if err := json.Unmarshal(payload, &pc); err != nil {
 		return Claims{}, fmt.Errorf("%w: claims: %w", ErrInvalidToken, err)
 	}
-	c, err := k.checkClaims(&pc, now)
+	c, err := k.checkClaims(&pc, now, anyAudience)
 	if err == nil {
 		set.verified.put(raw, &verifiedToken{claims: &pc, key: key}, now) // set: the snapshot key came from
 	}
@@ -237,12 +272,14 @@ func (s *keySet) find(raw string) (*jose.JSONWebSignature, *slot, error) {
 }
 
 // checkClaims validates the verified payload.
-func (k *Keys) checkClaims(pc *parsedClaims, now time.Time) (Claims, error) {
+func (k *Keys) checkClaims(pc *parsedClaims, now time.Time, anyAudience bool) (Claims, error) {
 	leeway := k.cfg.Leeway
 	switch {
 	case pc.Issuer != k.cfg.Issuer:
 		return Claims{}, fmt.Errorf("%w: wrong issuer", ErrInvalidToken)
-	case !pc.Audience.Contains(k.cfg.Audience):
+	case anyAudience && len(pc.Audience) == 0:
+		return Claims{}, fmt.Errorf("%w: no audience", ErrInvalidToken)
+	case !anyAudience && !pc.Audience.Contains(k.cfg.Audience):
 		return Claims{}, fmt.Errorf("%w: wrong audience", ErrInvalidToken)
 	case pc.ExpiresAt == nil:
 		return Claims{}, fmt.Errorf("%w: no exp", ErrInvalidToken)
@@ -256,21 +293,37 @@ func (k *Keys) checkClaims(pc *parsedClaims, now time.Time) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: issued in the future", ErrInvalidToken)
 	case pc.NotBefore != nil && pc.NotBefore.Time().After(now.Add(leeway)):
 		return Claims{}, fmt.Errorf("%w: not yet valid", ErrInvalidToken)
-	case pc.Subject == "" || pc.SessionID == "" || pc.ID == "":
-		return Claims{}, fmt.Errorf("%w: missing sub, sid or jti", ErrInvalidToken)
-	case !gatehouse.Role(pc.Role).Valid():
-		return Claims{}, fmt.Errorf("%w: invalid role", ErrInvalidToken)
+	case pc.ID == "":
+		return Claims{}, fmt.Errorf("%w: missing jti", ErrInvalidToken)
+	}
+	if err := checkShape(pc.Subject, pc.SessionID, pc.ClientID, gatehouse.Role(pc.Role)); err != nil {
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	aud := k.cfg.Audience
+	if anyAudience {
+		aud = pc.Audience[0]
+	}
+	thumb := ""
+	if pc.CNF != nil {
+		if pc.CNF.X5tS256 == "" {
+			// A cnf we cannot hold the caller to must not pass as unbound.
+			return Claims{}, fmt.Errorf("%w: cnf without x5t#S256", ErrInvalidToken)
+		}
+		thumb = pc.CNF.X5tS256
 	}
 	return Claims{
-		Issuer:    pc.Issuer,
-		Audience:  k.cfg.Audience,
-		Subject:   pc.Subject,
-		SessionID: pc.SessionID,
-		ID:        pc.ID,
-		Role:      gatehouse.Role(pc.Role),
-		AMR:       pc.AMR,
-		IssuedAt:  pc.IssuedAt.Time().UTC(),
-		ExpiresAt: pc.ExpiresAt.Time().UTC(),
+		ClientID:       pc.ClientID,
+		Scope:          pc.Scope,
+		CertThumbprint: thumb,
+		Issuer:         pc.Issuer,
+		Audience:       aud,
+		Subject:        pc.Subject,
+		SessionID:      pc.SessionID,
+		ID:             pc.ID,
+		Role:           gatehouse.Role(pc.Role),
+		AMR:            pc.AMR,
+		IssuedAt:       pc.IssuedAt.Time().UTC(),
+		ExpiresAt:      pc.ExpiresAt.Time().UTC(),
 	}, nil
 }
 
@@ -334,6 +387,24 @@ func (k *Keys) lastReloadResult() error {
 
 // validTyp accepts "at+jwt" and its full media type, case-insensitively
 // (RFC 8725 §3.11, RFC 9068 §2.1).
+// checkShape says whether the subject claims fit one of the three kinds of
+// access token: a user's session token (sid and a role), an OAuth token of
+// a user's session (the same, plus client_id), and a client's own
+// client_credentials token (client_id, no sid, no role).
+func checkShape(sub, sid, clientID string, role gatehouse.Role) error {
+	switch {
+	case sub == "":
+		return errors.New("missing sub")
+	case sid == "" && clientID == "":
+		return errors.New("missing sid")
+	case sid != "" && !role.Valid():
+		return errors.New("invalid role")
+	case sid == "" && role != "":
+		return errors.New("role on a client token")
+	}
+	return nil
+}
+
 func validTyp(typ string) bool {
 	return strings.EqualFold(typ, typAccessToken) || strings.EqualFold(typ, "application/"+typAccessToken)
 }

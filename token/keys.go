@@ -103,6 +103,9 @@ type key struct {
 	// a conversion on every request.
 	verify any
 	signer jose.Signer
+	// idSigner signs OpenID Connect ID tokens: the same key, typ JWT, so an
+	// ID token is never mistaken for an access token (typ at+jwt).
+	idSigner jose.Signer
 	// jwk is the marshalled public JWK, nil for HS256 (secret, never published).
 	jwk []byte
 }
@@ -493,6 +496,10 @@ func buildKey(kid, alg string, created time.Time, raw []byte) (*key, error) {
 		return nil, fmt.Errorf("token: signing key %q: %w", kid, err)
 	}
 	nk.signer = signer
+	idOpts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid)
+	if nk.idSigner, err = jose.NewSigner(jose.SigningKey{Algorithm: nk.alg, Key: signKey}, idOpts); err != nil {
+		return nil, fmt.Errorf("token: signing key %q: %w", kid, err)
+	}
 	if alg != AlgHS256 {
 		jwk := jose.JSONWebKey{Key: nk.verify, KeyID: kid, Algorithm: alg, Use: "sig"}
 		if nk.jwk, err = jwk.MarshalJSON(); err != nil {

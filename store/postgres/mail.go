@@ -179,6 +179,18 @@ func (s *Store) UseSecretOf(ctx context.Context, kind gatehouse.SecretKind, subj
 	return sec, nil
 }
 
+// SecretByID reads the secret whatever its state: the OAuth code flow
+// needs what a used code held, to revoke what its first redemption issued.
+func (s *Store) SecretByID(ctx context.Context, kind gatehouse.SecretKind, id string) (gatehouse.OneTimeSecret, error) {
+	var r secretRow
+	err := s.pool.QueryRow(ctx, `SELECT `+secretCols+` FROM one_time_secrets WHERE id = $1 AND kind = $2`,
+		id, string(kind)).Scan(r.dest()...)
+	if err != nil {
+		return gatehouse.OneTimeSecret{}, wrap("secret by id", err)
+	}
+	return r.secret(), nil
+}
+
 // DeleteSecrets deletes every secret of kind and subject.
 func (s *Store) DeleteSecrets(ctx context.Context, kind gatehouse.SecretKind, subject string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM one_time_secrets WHERE kind = $1 AND subject = $2`, string(kind), subject)

@@ -158,6 +158,17 @@ func (s *Store) UseSecretOf(ctx context.Context, kind gatehouse.SecretKind, subj
 	return sec, nil
 }
 
+// SecretByID reads the secret whatever its state: the OAuth code flow
+// needs what a used code held, to revoke what its first redemption issued.
+func (s *Store) SecretByID(ctx context.Context, kind gatehouse.SecretKind, id string) (gatehouse.OneTimeSecret, error) {
+	sec, err := scanSecret(s.read.QueryRowContext(ctx, `SELECT `+secretCols+` FROM one_time_secrets WHERE id = ? AND kind = ?`,
+		id, string(kind)))
+	if err != nil {
+		return gatehouse.OneTimeSecret{}, wrap("secret by id", err)
+	}
+	return sec, nil
+}
+
 func (s *Store) DeleteSecrets(ctx context.Context, kind gatehouse.SecretKind, subject string) error {
 	_, err := s.write.ExecContext(ctx, `DELETE FROM one_time_secrets WHERE kind = ? AND subject = ?`, string(kind), subject)
 	return wrap("delete secrets", err)

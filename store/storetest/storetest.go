@@ -140,6 +140,18 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"TouchAPIKeys", testTouchAPIKeys},
 		{"UpdateUserKeepingAdmin", testUpdateUserKeepingAdmin},
 		{"UpdateUserKeepingAdminConcurrent", testUpdateUserKeepingAdminConcurrent},
+
+		{"OAuthClientRoundTrip", testOAuthClientRoundTrip},
+		{"OAuthClientNotFound", testOAuthClientNotFound},
+		{"OAuthClientsOldestFirst", testOAuthClientsOldestFirst},
+		{"OAuthDeleteClient", testOAuthDeleteClient},
+		{"OAuthConsentUpsert", testOAuthConsentUpsert},
+		{"OAuthConsentUnknownUserOrClient", testOAuthConsentUnknownUserOrClient},
+		{"OAuthConsentsOfUser", testOAuthConsentsOfUser},
+		{"OAuthDeleteConsent", testOAuthDeleteConsent},
+		{"OAuthSessionFields", testOAuthSessionFields},
+		{"OAuthClientSessionIDs", testOAuthClientSessionIDs},
+		{"SecretByID", testSecretByID},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,6 +331,9 @@ func checkSession(t *testing.T, what string, got, want gatehouse.Session) {
 	d.str("UserAgent", got.UserAgent, want.UserAgent)
 	d.str("IP", got.IP, want.IP)
 	d.str("Transport", string(got.Transport), string(want.Transport))
+	d.str("ClientID", got.ClientID, want.ClientID)
+	d.str("Scope", got.Scope, want.Scope)
+	d.str("CertThumbprint", got.CertThumbprint, want.CertThumbprint)
 	// nil and empty are the same: no methods.
 	if !slices.Equal(got.AMR, want.AMR) && (len(got.AMR) != 0 || len(want.AMR) != 0) {
 		d = append(d, fmt.Sprintf("AMR: got %q, want %q", got.AMR, want.AMR))
