@@ -685,3 +685,34 @@ func withParams(raw string, kv ...string) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// AuthenticateMachine is AuthenticateBearer that also takes an OAuth
+// client's own token (client_credentials), as the Principal of the client
+// with its scopes: for endpoints made for machines, such as the revocation
+// feed. cert is the thumbprint of the caller's client certificate, which a
+// bound token must come with.
+func (s *Service) AuthenticateMachine(ctx context.Context, raw, ip, cert string) (Principal, error) {
+	if token.LooksLikeAPIKey(raw) {
+		return s.authenticateAPIKey(ctx, raw, ip)
+	}
+	claims, err := s.Signer.VerifyAnyAudience(ctx, raw, s.Now())
+	if err != nil {
+		if errors.Is(err, gatehouse.ErrUnavailable) {
+			return Principal{}, fmt.Errorf("verify access token: %w", err)
+		}
+		return Principal{}, ErrInvalidToken
+	}
+	if claims.ClientID == "" || claims.SessionID != "" {
+		return s.Authenticate(ctx, raw) // a user's token: Gatehouse's own rules
+	}
+	if claims.CertThumbprint != "" && claims.CertThumbprint != cert {
+		return Principal{}, ErrInvalidToken
+	}
+	if err := s.checkRevoked(claims); err != nil {
+		if errors.Is(err, revoke.ErrRevoked) {
+			return Principal{}, ErrInvalidToken
+		}
+		return Principal{}, fmt.Errorf("revocation check: %w", err)
+	}
+	return Principal{ClientID: claims.ClientID, Scopes: strings.Fields(claims.Scope), IssuedAt: claims.IssuedAt}, nil
+}

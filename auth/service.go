@@ -230,8 +230,11 @@ type Principal struct {
 	IssuedAt time.Time
 	APIKeyID string
 	// Scopes of an API key (admin-only ones only while the owner is an
-	// admin); empty for access tokens.
+	// admin) or of an OAuth client's own token; empty for access tokens.
 	Scopes []string
+	// ClientID is set for an OAuth client's own token (client_credentials;
+	// UserID and SessionID empty).
+	ClientID string
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }

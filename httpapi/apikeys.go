@@ -44,6 +44,32 @@ func (s *Server) authenticateAny(r *http.Request) (auth.Principal, error) {
 	return s.auth.AuthenticateBearer(r.Context(), tok, clientIP(r, s.cfg.TrustedProxies))
 }
 
+// authenticateMachine is authenticateAny that also takes the access token
+// an OAuth client got for itself (client_credentials), for endpoints made
+// for machines (the revocation feed).
+func (s *Server) authenticateMachine(r *http.Request) (auth.Principal, error) {
+	if credentialsInURL(r) {
+		return auth.Principal{}, errCredentialsInURL
+	}
+	tok, present := bearerToken(r)
+	if !present {
+		return auth.Principal{}, errNoCredentials
+	}
+	if tok == "" || (r.URL.RawQuery != "" && r.URL.Query().Has("access_token")) {
+		return auth.Principal{}, auth.ErrInvalidToken
+	}
+	return s.auth.AuthenticateMachine(r.Context(), tok, clientIP(r, s.cfg.TrustedProxies), peerCertThumbprint(r))
+}
+
+// peerCertThumbprint is the x5t#S256 of the verified client certificate of
+// the request's TLS connection, or empty.
+func peerCertThumbprint(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	return auth.CertThumbprint(r.TLS.PeerCertificates[0].Raw)
+}
+
 // verify answers a reverse proxy's forward-auth subrequest (nginx
 // auth_request, Traefik forwardAuth, Caddy forward_auth): 200 with the
 // caller's identity in headers the proxy copies to the upstream, or a 401

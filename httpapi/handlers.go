@@ -559,10 +559,16 @@ func (s *Server) jwksHandler(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) openIDConfig(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":   s.cfg.Issuer,
 		"jwks_uri": s.cfg.Issuer + "/.well-known/jwks.json",
-	})
+	}
+	if s.oauth != nil {
+		for k, v := range s.oauth.Discovery {
+			doc[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, doc)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/gatehouse/gatehouse/oauth2"
 	"io"
 	"log/slog"
 	"net/http"
@@ -32,6 +33,7 @@ func routerWithDocument(t *testing.T) (*httpapi.Server, []byte) {
 		Ready:   func(context.Context) error { return nil },
 		Account: http.NotFoundHandler(),
 		OpenAPI: doc,
+		OAuth:   &httpapi.OAuthMount{Handler: http.NotFoundHandler(), Routes: oauthRoutes()},
 	})
 	return srv, doc
 }
@@ -169,4 +171,12 @@ func TestServeOpenAPI(t *testing.T) {
 	if pw.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /openapi.json: %d, want 405", pw.Code)
 	}
+}
+
+func oauthRoutes() []httpapi.Route {
+	var out []httpapi.Route
+	for _, r := range oauth2.Routes() {
+		out = append(out, httpapi.Route{Method: r[0], Pattern: r[1]})
+	}
+	return out
 }

@@ -170,3 +170,10 @@ func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
 	}
 	return false
 }
+
+// ClientIP returns the function that finds a request's client address the
+// way every handler here does (X-Forwarded-For only from trusted proxies),
+// for handlers served beside this package's (the OAuth provider).
+func ClientIP(trusted []netip.Prefix) func(*http.Request) string {
+	return func(r *http.Request) string { return clientIP(r, trusted) }
+}

@@ -18,7 +18,7 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
 	if s.feed == nil { // a server built without one (tests, tools)
 		return &requestError{http.StatusNotFound, "not_configured", "The revocation feed is not configured."}
 	}
-	p, err := s.authenticateAny(r)
+	p, err := s.authenticateMachine(r)
 	if err != nil {
 		return err
 	}

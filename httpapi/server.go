@@ -43,6 +43,17 @@ type Deps struct {
 	// OpenAPI is the API description served at /openapi.json (package
 	// openapi builds it).
 	OpenAPI []byte
+	// OAuth serves /oauth2/ (package oauth2); nil leaves it out.
+	OAuth *OAuthMount
+}
+
+// OAuthMount is the OAuth provider as the HTTP layer mounts it.
+type OAuthMount struct {
+	Handler http.Handler
+	// Discovery is added to /.well-known/openid-configuration.
+	Discovery map[string]any
+	// Routes are its endpoints, for the API description's check.
+	Routes []Route
 }
 
 // Server routes requests to handlers.
@@ -56,6 +67,7 @@ type Server struct {
 	mux     *routeMux
 	openapi openAPIDoc
 	feed    *feed.Feed
+	oauth   *OAuthMount
 
 	metricsHandler http.Handler
 }
@@ -69,7 +81,7 @@ func New(cfg Config, deps Deps) *Server {
 		cfg: cfg, auth: deps.Auth, jwks: deps.JWKS, metrics: deps.Metrics,
 		logger: deps.Logger, ready: deps.Ready, mux: &routeMux{ServeMux: http.NewServeMux()},
 		metricsHandler: deps.Metrics.Handler(), feed: deps.Feed,
-		openapi: newOpenAPIDoc(deps.OpenAPI),
+		openapi: newOpenAPIDoc(deps.OpenAPI), oauth: deps.OAuth,
 	}
 	s.route("/auth/signup", map[string]handlerFunc{http.MethodPost: s.signup})
 	s.route("/auth/login", map[string]handlerFunc{http.MethodPost: s.login})
@@ -132,6 +144,9 @@ func New(cfg Config, deps Deps) *Server {
 		s.mux.Handle("/account", s.observe("/account", methodsOnly(deps.Account, s)))
 		s.mux.Handle("/account/", s.observe("/account/", methodsOnly(deps.Account, s)))
 	}
+	if s.oauth != nil {
+		s.mux.routes = append(s.mux.routes, s.oauth.Routes...)
+	}
 	// The fallback is no route of its own (Routes leaves it out).
 	s.mux.ServeMux.Handle("/", s.observe("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, &requestError{http.StatusNotFound, "not_found", "No such endpoint."})
@@ -141,7 +156,22 @@ func New(cfg Config, deps Deps) *Server {
 
 // Handler returns the whole HTTP handler with its middleware.
 func (s *Server) Handler() http.Handler {
-	return securityHeaders(s.crossOrigin(s.mux))
+	main := securityHeaders(s.crossOrigin(s.mux))
+	if s.oauth == nil {
+		return main
+	}
+	// The OAuth endpoints read no cookie (clients authenticate themselves,
+	// users' tokens come as Bearer headers), so they skip the origin check
+	// that guards the cookie-bearing API, and any web app may call them
+	// (their CORS answers carry no credentials).
+	oauth := securityHeaders(s.observe("/oauth2/", s.oauth.Handler))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/oauth2/") {
+			oauth.ServeHTTP(w, r)
+			return
+		}
+		main.ServeHTTP(w, r)
+	})
 }
 
 // MetricsHandler serves /metrics alone, for a listener of its own

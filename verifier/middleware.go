@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -49,6 +51,13 @@ func (v *Verifier) Middleware(req Require) func(http.Handler) http.Handler {
 				writeProblem(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 				return
 			}
+			if c.CertThumbprint != "" && c.CertThumbprint != peerThumbprint(r) {
+				// A certificate-bound token presented without its
+				// certificate: someone else's copy (RFC 8705 section 3).
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				writeProblem(w, http.StatusUnauthorized, "invalid_token", "The access token is bound to a client certificate this request did not present.")
+				return
+			}
 			if len(req.Roles) > 0 && !slices.Contains(req.Roles, c.Role) {
 				writeProblem(w, http.StatusForbidden, "forbidden", "You do not have access to this resource.")
 				return
@@ -63,6 +72,16 @@ func (v *Verifier) Middleware(req Require) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
 		})
 	}
+}
+
+// peerThumbprint is the base64url SHA-256 of the verified client
+// certificate of the request's TLS connection, or empty.
+func peerThumbprint(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // bearer returns the token of an Authorization: Bearer header. Tokens in

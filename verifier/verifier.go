@@ -123,6 +123,11 @@ type Claims struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	NotBefore time.Time // zero without nbf
+	ClientID  string    // the OAuth client the token was issued to, if any
+	// CertThumbprint is cnf "x5t#S256" (RFC 8705): the token is good only
+	// from a caller presenting that client certificate; the middleware
+	// holds it to the request's TLS connection.
+	CertThumbprint string
 }
 
 // HasScope reports whether the token carries scope.
@@ -270,6 +275,10 @@ type accessClaims struct {
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	ExpiresAt *jwt.NumericDate `json:"exp"`
 	NotBefore *jwt.NumericDate `json:"nbf"`
+	ClientID  string           `json:"client_id"`
+	CNF       *struct {
+		X5tS256 string `json:"x5t#S256"`
+	} `json:"cnf"`
 }
 
 // Verify checks raw (the token of an Authorization: Bearer header) and
@@ -366,6 +375,13 @@ func (v *Verifier) verifySignature(ctx context.Context, raw string) (*Claims, er
 	}
 	if ac.NotBefore != nil {
 		c.NotBefore = ac.NotBefore.Time().UTC()
+	}
+	c.ClientID = ac.ClientID
+	if ac.CNF != nil {
+		if ac.CNF.X5tS256 == "" {
+			return nil, fmt.Errorf("%w: cnf without x5t#S256", ErrInvalidToken)
+		}
+		c.CertThumbprint = ac.CNF.X5tS256
 	}
 	return c, nil
 }

@@ -172,6 +172,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if rdb != nil {
 		redisLimiter = ratelimit.NewRedis(rdb, "gatehouse:rl:", mem, logger)
 	}
+	oauthDeps, err := b.oauthDeps()
+	if err != nil {
+		return err
+	}
 	svc := auth.New(auth.Config{
 		Issuer: c.Issuer, Audience: c.Audience,
 		AccessTTL: c.AccessTTL, IdleTTL: c.RefreshIdleTTL, MaxAge: c.SessionMaxAge,
@@ -189,6 +193,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdP:         idpDeps,
 		APIKeyStore: b.store, APIKeyCodec: apiKeyCodec,
 		Audit: audit.NewRecorder(b.store, logger, m),
+		OAuth: oauthDeps,
 	})
 	defer svc.Close() // after the server has stopped: mail work handed to the background
 	background.Go(func() { housekeeping(runCtx, svc, c.SessionRetention, c.AuditRetention, logger) })
@@ -233,6 +238,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}, httpapi.Deps{
 		Auth: svc, JWKS: keys.JWKS, Metrics: m, Logger: logger, Ready: ready,
 		Account: account.Handler(), Feed: revocationFeed, OpenAPI: apiDoc,
+		OAuth: oauthMount(&c, svc, logger),
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
