@@ -392,9 +392,10 @@ type MailOutbox interface {
 	// before now) that no unexpired claim holds, holds them until
 	// now+lease, and returns them, oldest due first.
 	ClaimMail(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]OutboxMessage, error)
-	// DeleteMail removes a message (sent, or given up on). Deleting a
+	// DeleteMail removes messages (sent, or given up on) in one write, so
+	// a sender can remove a batch for the price of one commit. Deleting a
 	// message that is gone is not an error.
-	DeleteMail(ctx context.Context, id string) error
+	DeleteMail(ctx context.Context, ids ...string) error
 	// RetryMail releases a claimed message, counts a failed attempt and
 	// makes it due again at next. ErrNotFound when it is gone.
 	RetryMail(ctx context.Context, id string, next time.Time) error

@@ -84,6 +84,8 @@ const (
 	KeyIdentityID = "identity_id"
 	// KeyProvider is an external identity provider's configured name.
 	KeyProvider = "provider"
+	// KeyClientID is the client_id of an OAuth client (never its secret).
+	KeyClientID = "client_id"
 )
 
 // Failure reasons (KeyReason).
@@ -108,6 +110,9 @@ const (
 	ActionTOTPEnabled   = "totp_enabled"
 	ActionTOTPDisabled  = "totp_disabled"
 	ActionRecoveryCodes = "recovery_codes_regenerated"
+	// OAuth clients registered and removed (admin events).
+	ActionOAuthClientCreated = "oauth_client_created"
+	ActionOAuthClientRemoved = "oauth_client_removed"
 )
 
 // Detail is an event's map of non-secret facts, by the Key* constants.
@@ -143,7 +148,8 @@ var allowed = map[string]func(string) bool{
 	KeyReason: oneOf(ReasonWrongPassword, ReasonNoPassword, ReasonDisabled, ReasonEmailNotVerified, ReasonMFAFailed, ReasonWrongCode),
 	KeyScope:  oneOf("local", "others", "global", "session"),
 	KeyAction: oneOf(ActionRoleChange, ActionDisable, ActionEnable, ActionEndSession, ActionLogoutUser, ActionMFAReset,
-		ActionAPIKeyRevoke, ActionTOTPEnabled, ActionTOTPDisabled, ActionRecoveryCodes),
+		ActionAPIKeyRevoke, ActionTOTPEnabled, ActionTOTPDisabled, ActionRecoveryCodes,
+		ActionOAuthClientCreated, ActionOAuthClientRemoved),
 	KeyRole:            oneOf(string(gatehouse.RoleUser), string(gatehouse.RoleAdmin)),
 	KeyAdminID:         idValue.MatchString,
 	KeyTargetSessionID: idValue.MatchString,
@@ -151,6 +157,7 @@ var allowed = map[string]func(string) bool{
 	KeyAPIKeyID:        idValue.MatchString,
 	KeyIdentityID:      idValue.MatchString,
 	KeyProvider:        nameValue.MatchString,
+	KeyClientID:        idValue.MatchString,
 }
 
 // Event is one security event as the service reports it. IP and UserAgent

@@ -96,8 +96,7 @@ func (s *Service) CreateOAuthClient(ctx context.Context, in OAuthClientInput) (g
 	if err := s.OAuth.Store.CreateOAuthClient(ctx, c); err != nil {
 		return gatehouse.OAuthClient{}, "", fmt.Errorf("create oauth client: %w", err)
 	}
-	s.recordAudit(ctx, audit.Event{Type: audit.TypeAdmin, Outcome: audit.Success,
-		Detail: map[string]string{"action": "oauth_client_created", "client_id": c.ID}})
+	s.recordAdmin(ctx, "", audit.ActionOAuthClientCreated, audit.Detail{audit.KeyClientID: c.ID})
 	return c, secret, nil
 }
 
@@ -128,8 +127,7 @@ func (s *Service) RemoveOAuthClient(ctx context.Context, id string) error {
 	if err := s.OAuth.Store.DeleteOAuthClient(ctx, id); err != nil {
 		return fmt.Errorf("remove oauth client: %w", err)
 	}
-	s.recordAudit(ctx, audit.Event{Type: audit.TypeAdmin, Outcome: audit.Success,
-		Detail: map[string]string{"action": "oauth_client_removed", "client_id": id}})
+	s.recordAdmin(ctx, "", audit.ActionOAuthClientRemoved, audit.Detail{audit.KeyClientID: id})
 	return nil
 }
 

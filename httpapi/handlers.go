@@ -43,6 +43,8 @@ type sessionJSON struct {
 	UserAgent  string `json:"user_agent"`
 	IP         string `json:"ip"`
 	Current    *bool  `json:"current,omitempty"`
+	// ClientID names the app a session was authorized for (OAuth).
+	ClientID string `json:"client_id,omitempty"`
 }
 
 func (s *Server) toSessionsJSON(list []gatehouse.Session, currentID string, withCurrent bool) []sessionJSON {
@@ -51,6 +53,7 @@ func (s *Server) toSessionsJSON(list []gatehouse.Session, currentID string, with
 		j := sessionJSON{
 			ID: sess.ID, CreatedAt: rfc3339(sess.CreatedAt), LastUsedAt: rfc3339(sess.LastUsedAt),
 			ExpiresAt: rfc3339(s.auth.SessionExpiry(sess)), UserAgent: sess.UserAgent, IP: sess.IP,
+			ClientID: sess.ClientID,
 		}
 		if withCurrent {
 			c := sess.ID == currentID

@@ -85,13 +85,15 @@ func (f *fakeOutbox) ClaimMail(_ context.Context, now time.Time, lease time.Dura
 	return out, nil
 }
 
-func (f *fakeOutbox) DeleteMail(_ context.Context, id string) error {
+func (f *fakeOutbox) DeleteMail(_ context.Context, ids ...string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.rows[id]; ok {
-		f.deleted++
+	for _, id := range ids {
+		if _, ok := f.rows[id]; ok {
+			f.deleted++
+		}
+		delete(f.rows, id)
 	}
-	delete(f.rows, id)
 	return nil
 }
 

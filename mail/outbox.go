@@ -231,7 +231,15 @@ type Worker struct {
 	wake    chan struct{}
 	handoff <-chan gatehouse.OutboxMessage
 	slots   <-chan struct{}
+	// sent holds ids of messages sent but not yet deleted: deletes are
+	// written in batches (flushSent), at the end of each claim round and
+	// at shutdown, so a busy sender commits once per round instead of once
+	// per message. Until then the claim keeps other instances off them.
+	sent []string
 }
+
+// maxUnflushed bounds the sent messages awaiting their batched delete.
+const maxUnflushed = 64
 
 // Run sends due mail until ctx ends. It logs the sender once at start
 // (naming the folder for the file outbox).
@@ -275,6 +283,7 @@ func (w *Worker) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			w.releaseHandedOff(ctx)
+			w.flushSent(ctx)
 			return
 		case om := <-w.handoff:
 			// Claimed at enqueue: no need to look at the store after it
@@ -336,6 +345,8 @@ func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 			handed = false
 		}
 	}
+	// The deletes of what was sent since the last round, in one write.
+	w.flushSent(ctx)
 	claimedAt := w.c.Now()
 	// The claim is not tied to ctx: a claim committed by the database but
 	// reported as canceled (shutdown racing the query) would hold its
@@ -360,7 +371,22 @@ func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 		}
 		w.deliver(ctx, om)
 	}
+	w.flushSent(ctx)
 	return len(batch) == w.c.Batch, nil
+}
+
+// flushSent deletes the messages sent since the last flush. A failure
+// leaves them to their lease: they are sent again (at least once).
+func (w *Worker) flushSent(ctx context.Context) {
+	if len(w.sent) == 0 {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.c.SendTimeout)
+	defer cancel()
+	if err := w.c.Store.DeleteMail(dctx, w.sent...); err != nil {
+		w.c.Logger.Warn("mail sent but not removed from the outbox; it may be sent again", "messages", len(w.sent), "err", err)
+	}
+	w.sent = w.sent[:0]
 }
 
 // deliver makes one attempt at om and records the outcome in the store.
@@ -378,9 +404,9 @@ func (w *Worker) deliver(ctx context.Context, om gatehouse.OutboxMessage) {
 	cancel()
 	if err == nil {
 		w.c.Observer.MailSent()
-		if derr := w.c.Store.DeleteMail(context.WithoutCancel(ctx), om.ID); derr != nil {
-			// The lease runs out and it is sent again: at least once.
-			log.Warn("mail sent but not removed from the outbox; it may be sent again", "err", derr)
+		w.sent = append(w.sent, om.ID)
+		if len(w.sent) >= maxUnflushed {
+			w.flushSent(ctx)
 		}
 		return
 	}

@@ -67,6 +67,11 @@ type config struct {
 	// External identity providers.
 	RedirectAllowlist string
 	IdPTimeout        time.Duration
+	// TLS of the public listener (tls.go): HTTPS with a certificate and
+	// key; with a client CA, client certificates are verified when given.
+	TLSCert     string
+	TLSKey      string
+	TLSClientCA string
 
 	// noSecrets: the command touches no secret (migrate, user create), so
 	// on PostgreSQL no master key is needed.
@@ -200,6 +205,13 @@ func newFlagSet(name string, c *config, names ...string) *flag.FlagSet {
 		"idp-timeout": func() {
 			fs.DurationVar(&c.IdPTimeout, "idp-timeout", 10*time.Second, "time allowed to each request to an identity provider (discovery, keys, token, user APIs)")
 		},
+		"tls-cert": func() {
+			fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS on --addr (needs --tls-key)")
+		},
+		"tls-key": func() { fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert") },
+		"tls-client-ca": func() {
+			fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: ask for TLS client certificates and verify those given against them (mTLS client authentication, certificate-bound tokens; needs --tls-cert)")
+		},
 		"max-connections": func() {
 			fs.IntVar(&c.MaxConns, "max-connections", 1024, "connections open at once; more wait until one closes")
 		},
@@ -284,8 +296,14 @@ func (c *config) validate() error {
 			return fmt.Errorf("--metrics-addr must be HOST:PORT, e.g. 127.0.0.1:9090, not %q", c.MetricsAddr)
 		}
 	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Addr
+		if c.TLSCert != "" {
+			c.Issuer = "https://" + c.Addr
+		}
 	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("--issuer must be an http(s) URL such as https://auth.example.com, not %q", c.Issuer)
 	}

@@ -1,6 +1,6 @@
 // Command gatehouse is the Gatehouse authentication server and its
-// operator tools: serve, migrate, user create, keys rotate, mail test,
-// version.
+// operator tools: serve, migrate, user create, keys rotate, idp, client,
+// mail test, version.
 package main
 
 import (
@@ -38,7 +38,7 @@ func main() {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-const usage = "usage: gatehouse serve|migrate|user create|keys rotate|idp add|list|remove|mail test|version [flags]"
+const usage = "usage: gatehouse serve|migrate|user create|keys rotate|idp add|list|remove|client create|list|remove|mail test|version [flags]"
 
 // helpText answers `gatehouse help`, `--help` and `-h`.
 const helpText = `usage: gatehouse <command> [flags]
@@ -51,11 +51,18 @@ Commands:
   idp add       add or change an identity provider (presets google, github)
   idp list      list the identity providers
   idp remove    remove an identity provider and its linked identities
+  client create register an OAuth/OpenID client; prints {"client_id","client_secret"}
+  client list   list the OAuth clients
+  client remove remove an OAuth client, its consents and its sessions
   mail test     send a test message with the configured mailer
   version       print the version
 
 Run "gatehouse <command> --help" for the flags of a command. Every flag is
 also an environment variable: --access-ttl is GATEHOUSE_ACCESS_TTL.
+
+serve speaks HTTPS with --tls-cert and --tls-key (PEM files); --tls-client-ca
+adds client certificates, verified against it when a client presents one
+(mTLS client authentication of OAuth clients).
 `
 
 // run dispatches a subcommand. It never calls os.Exit, so tests can call it.
@@ -85,6 +92,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return mailTest(ctx, args[2:], getenv, stdout)
 	case "idp":
 		return idpCommand(ctx, args[1:], getenv, stdin, stdout)
+	case "client":
+		return clientCommand(ctx, args[1:], getenv, stdout)
 	case "help", "--help", "-help", "-h":
 		return &helpRequest{text: helpText}
 	case "version", "--version", "-version":

@@ -44,5 +44,7 @@ func oauthMount(c *config, svc *auth.Service, logger *slog.Logger) *httpapi.OAut
 	return &httpapi.OAuthMount{Handler: p.Handler(), Discovery: p.Discovery(), Routes: routes}
 }
 
-// tlsClientAuth reports whether clients can present certificates.
-func tlsClientAuth(c *config) bool { return false }
+// tlsClientAuth reports whether clients can present certificates: the
+// public listener serves TLS and verifies client certificates against
+// --tls-client-ca (tls.go).
+func tlsClientAuth(c *config) bool { return c.TLSCert != "" && c.TLSClientCA != "" }

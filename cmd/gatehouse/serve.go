@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,7 @@ var serveFlags = []string{
 	"public-url", "require-verified-email", "magic-link-signup", "rate-limit-mail", "rate-limit-mail-ip",
 	"rate-limit-api-key",
 	"smtp-url", "mail-from", "mail-dir", "mail-templates", "product-name", "no-mail",
-	"redirect-allowlist", "idp-timeout",
+	"redirect-allowlist", "idp-timeout", "tls-cert", "tls-key", "tls-client-ca",
 }
 
 // maxHeaderBytes makes net/http refuse (431) a request line and header
@@ -113,6 +114,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	oauthDeps, err := b.oauthDeps()
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := tlsConfig(&c)
+	if err != nil {
+		return err
+	}
 	level, _ := parseLevel(c.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hasher := password.NewHasher(password.DefaultParams(), hashWorkers(&c), c.HashQueue)
@@ -171,10 +180,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	var redisLimiter *ratelimit.Redis
 	if rdb != nil {
 		redisLimiter = ratelimit.NewRedis(rdb, "gatehouse:rl:", mem, logger)
-	}
-	oauthDeps, err := b.oauthDeps()
-	if err != nil {
-		return err
 	}
 	svc := auth.New(auth.Config{
 		Issuer: c.Issuer, Audience: c.Audience,
@@ -251,11 +256,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		MaxHeaderBytes: maxHeaderBytes,
 		ConnState:      ln.connState,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig:      tlsCfg,
 	}
 	srv.RegisterOnShutdown(revocationFeed.Close)
 	errc := make(chan error, 2)
 	servers := []*http.Server{srv}
-	attrs := []any{"addr", ln.Addr().String(), "database", dbKind(b), "redis", redisState, "signing_alg", c.SigningAlg, "max_connections", c.MaxConns}
+	attrs := []any{"addr", ln.Addr().String(), "tls", tlsState(tlsCfg), "database", dbKind(b), "redis", redisState, "signing_alg", c.SigningAlg, "max_connections", c.MaxConns}
 	if metricsLn != nil {
 		msrv := &http.Server{
 			Handler:           api.MetricsHandler(),
@@ -274,7 +280,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		logger.Warn("passkeys are off", "err", webAuthnErr)
 	}
 	logger.Info("gatehouse listening", attrs...)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			// The certificate is in TLSConfig already, so no file names.
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -290,6 +303,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// tlsState says how the public listener speaks, for the start log line.
+func tlsState(cfg *tls.Config) string {
+	switch {
+	case cfg == nil:
+		return "off"
+	case cfg.ClientCAs != nil:
+		return "on, client certificates verified when given"
+	}
+	return "on"
 }
 
 func dbKind(b *backend) string {

@@ -274,8 +274,11 @@ func (s *Store) ClaimMail(ctx context.Context, now time.Time, lease time.Duratio
 }
 
 // DeleteMail removes a message; one already gone is not an error.
-func (s *Store) DeleteMail(ctx context.Context, id string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM mail_outbox WHERE id = $1`, id)
+func (s *Store) DeleteMail(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM mail_outbox WHERE id = ANY($1)`, ids)
 	return wrap("delete mail", err)
 }
 

@@ -246,8 +246,16 @@ func (s *Store) ClaimMail(ctx context.Context, now time.Time, lease time.Duratio
 	return ms, nil
 }
 
-func (s *Store) DeleteMail(ctx context.Context, id string) error {
-	_, err := s.write.ExecContext(ctx, `DELETE FROM mail_outbox WHERE id = ?`, id)
+func (s *Store) DeleteMail(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	q := `DELETE FROM mail_outbox WHERE id IN (?` + strings.Repeat(`,?`, len(ids)-1) + `)`
+	_, err := s.write.ExecContext(ctx, q, args...)
 	return wrap("delete mail", err)
 }
 

@@ -227,6 +227,19 @@ func testDeleteMail(t *testing.T, s gatehouse.Store) {
 	}
 	later := now.Add(2 * mailLease) // the deleted message's lease has ended too
 	checkMessages(t, "ClaimMail after DeleteMail", mustClaim(t, s, later, 10), []gatehouse.OutboxMessage{kept})
+
+	// Several at once, gone ones among them, in one call.
+	a := mustEnqueue(t, s, newMessage(now, now))
+	b := mustEnqueue(t, s, newMessage(now, now))
+	wantPending(t, s, 3)
+	if err := s.DeleteMail(t.Context(), a.ID, newID(), b.ID, sent.ID); err != nil {
+		t.Fatalf("DeleteMail(several): %v", err)
+	}
+	wantPending(t, s, 1)
+	if err := s.DeleteMail(t.Context()); err != nil {
+		t.Fatalf("DeleteMail(none): %v", err)
+	}
+	wantPending(t, s, 1)
 }
 
 // testEnqueueMailWithSecrets: the secrets queued with a message are stored
