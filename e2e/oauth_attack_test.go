@@ -189,8 +189,10 @@ func TestOAuthAttacks(t *testing.T) {
 			t.Fatalf("%s: a validated redirect URI gets the error", r)
 		}
 		back := oauthAtRedirect(t, r.req, r.Header.Get("Location"))
-		if e := back.Get("error"); e != "unsupported_response_type" && e != "invalid_request" {
-			t.Errorf("%s: error %q, want unsupported_response_type", r.req, e)
+		// RFC 6749 4.1.2.1 allows either: the server does not issue tokens
+		// this way, or this client may not ask for them.
+		if e := back.Get("error"); e != "unsupported_response_type" && e != "unauthorized_client" {
+			t.Errorf("%s: error %q, want unsupported_response_type or unauthorized_client", r.req, e)
 		}
 		if back.Get("code") != "" || back.Get("access_token") != "" {
 			t.Errorf("%s: Location %q carries a credential", r.req, r.Header.Get("Location"))
@@ -218,9 +220,14 @@ func TestOAuthAttacks(t *testing.T) {
 		if r.Status != http.StatusUnauthorized && r.Status != http.StatusBadRequest || oauthErr(r) != "invalid_client" {
 			t.Errorf("%s: want 401 invalid_client: introspection is for authenticated clients", r)
 		}
+		// Without any client authentication: refused, as a failed client
+		// authentication (RFC 6749 5.2) or a malformed request.
 		r = oauthDo(t, s, "POST", "/oauth2/introspect", url.Values{"token": {user.Access()}})
-		if r.Status != http.StatusUnauthorized && r.Status != http.StatusBadRequest || oauthErr(r) != "invalid_client" {
-			t.Errorf("%s: want 401 invalid_client without client authentication", r)
+		if e := oauthErr(r); r.Status != http.StatusUnauthorized && r.Status != http.StatusBadRequest || e != "invalid_client" && e != "invalid_request" {
+			t.Errorf("%s: want 401 invalid_client (or 400 invalid_request) without client authentication", r)
+		}
+		if _, ok := r.JSON()["active"]; ok {
+			t.Errorf("%s: an unauthenticated introspection answered about the token", r)
 		}
 	})
 
