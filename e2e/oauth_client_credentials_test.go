@@ -147,6 +147,31 @@ func TestOAuthClientCredentials(t *testing.T) {
 			}
 		})
 
+		t.Run("ClientFromTheAdminAPI", func(t *testing.T) {
+			admin := env.admin(t)
+			r := s.do(t, "POST", "/admin/clients", map[string]any{
+				"name": "Admin-made Reader", "grants": []string{"client_credentials"}, "scopes": []string{"revocations:read"},
+			}, bearer(admin.Access()))
+			if !expect(t, r, http.StatusCreated, "") {
+				t.FailNow()
+			}
+			c, _ := r.JSON()["client"].(map[string]any)
+			rp := &oauthRP{env: env, name: "Admin-made Reader"}
+			rp.id, _ = c["client_id"].(string)
+			rp.secret, _ = r.JSON()["client_secret"].(string)
+			if rp.id == "" || rp.secret == "" {
+				t.Fatalf("%s: want client.client_id and client_secret", r)
+			}
+			if strings.Contains(string(s.do(t, "GET", "/admin/clients", nil, bearer(admin.Access())).Body), rp.secret) {
+				t.Errorf("GET /admin/clients shows a client secret")
+			}
+			tok := ccToken(t, rp, oauth2.AuthStyleInHeader)
+			expect(t, env.other().do(t, "GET", "/auth/revocations", nil, bearer(tok.AccessToken)), http.StatusOK, "")
+			expect(t, s.do(t, "DELETE", "/admin/clients/"+rp.id, nil, bearer(admin.Access())), http.StatusNoContent, "")
+			expectTokenErr(t, rp.token(t, s, url.Values{"grant_type": {"client_credentials"}}), "invalid_client")
+			expect(t, s.do(t, "DELETE", "/admin/clients/"+rp.id, nil, bearer(admin.Access())), http.StatusNotFound, "not_found")
+		})
+
 		t.Run("RevocationFeedScope", func(t *testing.T) {
 			tok := ccToken(t, feed, oauth2.AuthStyleInParams)
 			for _, in := range env.instances() {

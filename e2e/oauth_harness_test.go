@@ -108,6 +108,17 @@ func (e *oauthEnv) cliArgs() []string {
 	return a
 }
 
+// admin creates an administrator with the CLI and signs it in on a.
+func (e *oauthEnv) admin(t *testing.T) *device {
+	t.Helper()
+	email, pw := "admin-"+newEmail(), newPassword()
+	args := append([]string{"user", "create", "--email", email, "--role", "admin"}, e.cliArgs()...)
+	if res := runCLI(t, pw+"\n", nil, args...); res.code != 0 {
+		t.Fatalf("gatehouse user create: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	return e.a.login(t, email, pw, true)
+}
+
 // oauthRP is a registered client and what the tests know about it.
 type oauthRP struct {
 	env    *oauthEnv
