@@ -90,7 +90,7 @@ func New(cfg Config, svc *auth.Service, logger *slog.Logger) *Provider {
 	)
 	mux := http.NewServeMux()
 	mux.Handle(PathContinue, http.HandlerFunc(p.continueAuthorization))
-	mux.Handle("/oauth2/", opHandler)
+	mux.Handle("/oauth2/", bareRedirects(opHandler))
 	p.handler = mux
 	return p
 }
@@ -297,3 +297,32 @@ func (p *Provider) postLogoutTarget(c gatehouse.OAuthClient, uri, state string) 
 }
 
 var errNoSuchClient = fmt.Errorf("%w: unknown client", auth.ErrOAuthInvalidClient)
+
+// bareRedirects drops the HTML body net/http's Redirect writes under a
+// redirect (op answers with it): a 302 here is a Location header and
+// nothing else, as the API description says.
+func bareRedirects(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&redirectWriter{ResponseWriter: w}, r)
+	})
+}
+
+type redirectWriter struct {
+	http.ResponseWriter
+	redirect bool
+}
+
+func (w *redirectWriter) WriteHeader(code int) {
+	if code >= 300 && code < 400 {
+		w.redirect = true
+		w.Header().Del("Content-Type")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *redirectWriter) Write(b []byte) (int, error) {
+	if w.redirect {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}

@@ -58,9 +58,9 @@ type signedClaims struct {
 	Issuer    string        `json:"iss"`
 	Audience  string        `json:"aud"`
 	Subject   string        `json:"sub"`
-	SessionID string        `json:"sid"`
+	SessionID string        `json:"sid,omitempty"` // absent on a client's own token
 	ID        string        `json:"jti"`
-	Role      string        `json:"role"`
+	Role      string        `json:"role,omitempty"` // absent on a client's own token
 	AMR       []string      `json:"amr,omitempty"`
 	IssuedAt  int64         `json:"iat"`
 	ExpiresAt int64         `json:"exp"`
