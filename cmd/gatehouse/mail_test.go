@@ -166,7 +166,7 @@ func (o *nopOutbox) EnqueueMail(_ context.Context, m gatehouse.OutboxMessage, _ 
 func (*nopOutbox) ClaimMail(context.Context, time.Time, time.Duration, int) ([]gatehouse.OutboxMessage, error) {
 	return nil, nil
 }
-func (*nopOutbox) DeleteMail(context.Context, string) error           { return nil }
+func (*nopOutbox) DeleteMail(context.Context, ...string) error        { return nil }
 func (*nopOutbox) RetryMail(context.Context, string, time.Time) error { return gatehouse.ErrNotFound }
 func (*nopOutbox) PendingMail(context.Context) (int, error)           { return 0, nil }
 
