@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
@@ -35,7 +36,7 @@ func active(t *testing.T, svc *auth.Service, accessToken string) bool {
 }
 
 func TestConsentsListAndRevoke(t *testing.T) {
-	svc, _ := newOAuth(t)
+	svc, clk := newOAuth(t)
 	ctx := context.Background()
 	alice := signup(t, svc, "alice-consents@example.com")
 	bob := signup(t, svc, "bob-consents@example.com")
@@ -43,6 +44,7 @@ func TestConsentsListAndRevoke(t *testing.T) {
 	mailer, _ := createClient(t, svc, auth.OAuthClientInput{Name: "Mailer", RedirectURIs: []string{"https://mailer.test/cb"}})
 
 	alicePrinter := consentAndExchange(t, svc, alice, printer)
+	clk.Advance(time.Second) // consents are listed oldest first
 	aliceMailer := consentAndExchange(t, svc, alice, mailer)
 	bobPrinter := consentAndExchange(t, svc, bob, printer)
 
