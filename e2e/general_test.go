@@ -326,9 +326,22 @@ func TestAccountPage(t *testing.T) {
 			all += string(jr.Body)
 		}
 	}
-	for _, bad := range []string{"localStorage", "sessionStorage", "indexedDB"} {
+	for _, bad := range []string{"localStorage", "indexedDB"} {
 		if strings.Contains(all, bad) {
 			t.Errorf("/account code uses %s (tokens must never be in web storage)", bad)
+		}
+	}
+	// sessionStorage holds one thing: the id of an app's pending sign-in
+	// request (which grants nothing without the user's access token), under
+	// its one key; three uses (get, set, remove), nothing else.
+	if n := strings.Count(all, "sessionStorage"); n > 0 {
+		if n > 3 || !strings.Contains(all, `"gatehouse.oauth_request"`) {
+			t.Errorf("/account code uses sessionStorage %d times, beyond the pending OAuth request id (tokens must never be in web storage)", n)
+		}
+		for _, m := range regexp.MustCompile(`sessionStorage\.([a-zA-Z]+)\(`).FindAllStringSubmatch(all, -1) {
+			if m[1] != "getItem" && m[1] != "setItem" && m[1] != "removeItem" {
+				t.Errorf("/account code calls sessionStorage.%s", m[1])
+			}
 		}
 	}
 }
