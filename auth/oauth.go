@@ -277,7 +277,7 @@ func (s *Service) ExchangeCode(ctx context.Context, c gatehouse.OAuthClient, cod
 	if !sec.UsedAt.IsZero() {
 		// Replayed (an intercepted code, a retried request): whatever the
 		// first redemption issued may be in the wrong hands.
-		if err := s.revokeSession(ctx, g.SessionID, ReasonReuse, now); err != nil && !errors.Is(err, gatehouse.ErrNotFound) {
+		if err := s.revokeCodeSession(ctx, g.SessionID, now); err != nil {
 			return OAuthGrant{}, err
 		}
 		s.Logger.Warn("authorization code used twice; its session revoked", "client_id", g.ClientID, "session_id", g.SessionID)
@@ -296,7 +296,7 @@ func (s *Service) ExchangeCode(ctx context.Context, c gatehouse.OAuthClient, cod
 	if _, err := s.Secrets.UseSecret(ctx, gatehouse.SecretOAuthCode, id, mac, now, maxSecretAttempts); err != nil {
 		if errors.Is(err, gatehouse.ErrNotFound) {
 			// Lost a race with another redemption of the same code.
-			if rerr := s.revokeSession(ctx, g.SessionID, ReasonReuse, now); rerr != nil && !errors.Is(rerr, gatehouse.ErrNotFound) {
+			if rerr := s.revokeCodeSession(ctx, g.SessionID, now); rerr != nil {
 				return OAuthGrant{}, rerr
 			}
 			return OAuthGrant{}, fmt.Errorf("%w: code already used", ErrOAuthInvalidGrant)
@@ -323,6 +323,14 @@ func (s *Service) ExchangeCode(ctx context.Context, c gatehouse.OAuthClient, cod
 		}
 		return OAuthGrant{}, err
 	}
+	if errors.Is(s.Revoker.Check(gr.Session.ID, "", time.Time{}), revoke.ErrRevoked) {
+		// A replay of the same code, racing this redemption, revoked the
+		// session before it existed: it is born dead.
+		if err := s.revokeCodeSession(ctx, gr.Session.ID, now); err != nil {
+			return OAuthGrant{}, err
+		}
+		return OAuthGrant{}, fmt.Errorf("%w: code already used", ErrOAuthInvalidGrant)
+	}
 	out := s.oauthGrant(c, gr)
 	if slices.Contains(g.Scopes, "openid") {
 		idt, err := s.idToken(c, gr, g, now)
@@ -332,6 +340,33 @@ func (s *Service) ExchangeCode(ctx context.Context, c gatehouse.OAuthClient, cod
 		out.IDToken = idt
 	}
 	return out, nil
+}
+
+// revokeCodeSession revokes the session a code's redemption creates,
+// whether or not it exists yet: a replay racing the first redemption may
+// get here before the session row does, so the revocation goes to the log
+// and to every instance in any case, where refreshes and access checks
+// find it.
+func (s *Service) revokeCodeSession(ctx context.Context, sid string, now time.Time) error {
+	err := s.revokeSession(ctx, sid, ReasonReuse, now)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, gatehouse.ErrNotFound) {
+		return err
+	}
+	sess, serr := s.Store.SessionByID(ctx, sid)
+	if serr == nil && sess.Revoked() {
+		return nil // revoked already
+	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
+	rev := gatehouse.Revocation{Kind: gatehouse.RevokeSession, Subject: sid, At: now, ExpiresAt: s.revocationExpiry(now)}
+	if err := s.Store.AddRevocation(ctx, rev); err != nil {
+		return fmt.Errorf("revoke code session: %w", err)
+	}
+	s.Revoker.Record(ctx, rev)
+	return nil
 }
 
 // oauthGrant turns a session grant into a token response: the refresh
@@ -381,6 +416,11 @@ func (s *Service) RefreshOAuth(ctx context.Context, c gatehouse.OAuthClient, raw
 	check := func(sess gatehouse.Session) error {
 		if sess.ClientID != c.ID {
 			return fmt.Errorf("%w: refresh token of another client", ErrOAuthInvalidGrant)
+		}
+		if errors.Is(s.Revoker.Check(sess.ID, "", time.Time{}), revoke.ErrRevoked) {
+			// Revoked through the log only (a code replayed while its
+			// first redemption was creating the session).
+			return fmt.Errorf("%w: authorization revoked", ErrOAuthInvalidGrant)
 		}
 		if sess.CertThumbprint != "" && sess.CertThumbprint != cert {
 			return fmt.Errorf("%w: refresh token bound to another certificate", ErrOAuthInvalidGrant)

@@ -352,3 +352,48 @@ func TestAuthenticateMachineTakesClientTokens(t *testing.T) {
 		t.Fatalf("a user's own token: %v %+v", err, p)
 	}
 }
+
+// TestOAuthConcurrentCodeRedemptions: a code redeemed by many requests at
+// once gives at most one grant, and since the others are replays, what
+// that one got is revoked too, however the race falls.
+func TestOAuthConcurrentCodeRedemptions(t *testing.T) {
+	svc, _ := newOAuth(t)
+	ctx := context.Background()
+	user := signup(t, svc, "race@example.com")
+	c, _ := createClient(t, svc, auth.OAuthClientInput{Name: "App", RedirectURIs: []string{"https://app.test/cb"}, FirstParty: true})
+	for round := range 5 {
+		code, _ := authorize(t, svc, user, c, []string{"openid", "offline_access"}, nil)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var wins []auth.OAuthGrant
+		start := make(chan struct{})
+		for range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				g, err := svc.ExchangeCode(ctx, c, code, "https://app.test/cb", pkceVerifier, "", client)
+				if err == nil {
+					mu.Lock()
+					wins = append(wins, g)
+					mu.Unlock()
+				} else if !errors.Is(err, auth.ErrOAuthInvalidGrant) {
+					t.Errorf("round %d: %v", round, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(wins) > 1 {
+			t.Fatalf("round %d: %d grants for one code", round, len(wins))
+		}
+		for _, g := range wins {
+			if in, _ := svc.Introspect(ctx, g.AccessToken, "", "192.0.2.1"); in.Active {
+				t.Errorf("round %d: the grant of a replayed code is still active", round)
+			}
+			if _, err := svc.RefreshOAuth(ctx, c, g.RefreshToken, "", client); err == nil {
+				t.Errorf("round %d: the refresh token of a replayed code still works", round)
+			}
+		}
+	}
+}
