@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
-	"strings"
 )
 
 // The OAuth provider's hot endpoints, next to /auth/refresh in the same
@@ -102,20 +101,10 @@ func authorizeApp(ctx context.Context, c *http.Client, base string, cl benchClie
 	return t, json.Unmarshal(out, &t)
 }
 
+// postForm posts a form with the client's credentials (client_secret_basic).
 func postForm(ctx context.Context, c *http.Client, url string, cl benchClient, form string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(form))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(cl.ID, cl.Secret)
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return post(ctx, c, url, "application/x-www-form-urlencoded", []byte(form),
+		func(r *http.Request) { r.SetBasicAuth(cl.ID, cl.Secret) })
 }
 
 // oauthRefreshOp loops the refresh_token grant with the worker's latest token.

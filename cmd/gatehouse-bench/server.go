@@ -156,11 +156,20 @@ type tokenResp struct {
 }
 
 func postJSON(ctx context.Context, c *http.Client, url string, body []byte) (int, []byte, error) {
+	return post(ctx, c, url, "application/json", body, nil)
+}
+
+// post sends body and reads the whole answer; prepare, when not nil, adds
+// to the request (credentials).
+func post(ctx context.Context, c *http.Client, url, contentType string, body []byte, prepare func(*http.Request)) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
+	if prepare != nil {
+		prepare(req)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
