@@ -41,6 +41,10 @@ var (
 	ErrOAuthInvalidClient  = errors.New("invalid_client")
 )
 
+// errUnknownRequest refuses a pending request that is unknown, spent or
+// expired (the account page tells the user to start again from the app).
+var errUnknownRequest = fmt.Errorf("%w: the sign-in request is unknown, used or expired", ErrOAuthInvalidRequest)
+
 // AuthorizationRequest is an authorization request whose client and
 // redirect URI were checked (package oauth2, with the client from
 // OAuthClient).
@@ -139,18 +143,18 @@ func (s *Service) ContinueAuthorization(ctx context.Context, p Principal, reques
 	}
 	id, mac, ok := s.SecretCodec.Parse(gatehouse.SecretOAuthRequest, requestID)
 	if !ok {
-		return ContinueResult{}, ErrOAuthInvalidRequest
+		return ContinueResult{}, errUnknownRequest
 	}
 	now := s.now()
 	sec, err := s.Secrets.SecretByID(ctx, gatehouse.SecretOAuthRequest, id)
 	if errors.Is(err, gatehouse.ErrNotFound) {
-		return ContinueResult{}, ErrOAuthInvalidRequest
+		return ContinueResult{}, errUnknownRequest
 	}
 	if err != nil {
 		return ContinueResult{}, fmt.Errorf("continue authorization: %w", err)
 	}
 	if !hmac.Equal(sec.MAC, mac) || !sec.UsedAt.IsZero() || !now.Before(sec.ExpiresAt) {
-		return ContinueResult{}, ErrOAuthInvalidRequest
+		return ContinueResult{}, errUnknownRequest
 	}
 	var req AuthorizationRequest
 	if err := json.Unmarshal([]byte(sec.Data), &req); err != nil {
@@ -158,7 +162,7 @@ func (s *Service) ContinueAuthorization(ctx context.Context, p Principal, reques
 	}
 	c, err := s.OAuthClient(ctx, req.ClientID)
 	if errors.Is(err, ErrInvalidCredentials) {
-		return ContinueResult{}, ErrOAuthInvalidRequest // removed meanwhile
+		return ContinueResult{}, errUnknownRequest // removed meanwhile
 	}
 	if err != nil {
 		return ContinueResult{}, err
@@ -175,7 +179,7 @@ func (s *Service) ContinueAuthorization(ctx context.Context, p Principal, reques
 	// Spend the request: of two racing continuations one gets a code.
 	if _, err := s.Secrets.UseSecret(ctx, gatehouse.SecretOAuthRequest, id, mac, now, maxSecretAttempts); err != nil {
 		if errors.Is(err, gatehouse.ErrNotFound) {
-			return ContinueResult{}, ErrOAuthInvalidRequest
+			return ContinueResult{}, errUnknownRequest
 		}
 		return ContinueResult{}, fmt.Errorf("continue authorization: %w", err)
 	}

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gatehouse/gatehouse"
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/strictjson"
+	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 // maxContinueBody bounds the continue request's JSON.
@@ -80,24 +80,13 @@ func (p *Provider) continueAuthorization(w http.ResponseWriter, r *http.Request)
 	writeJSON(w, http.StatusOK, map[string]string{"redirect": res.Redirect})
 }
 
+// writeServiceError answers err in the OAuth error form, mapped as every
+// other endpoint of the provider maps it (Provider.oauthError).
 func (p *Provider) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
-	var rl *auth.RateLimitError
-	switch {
-	case errors.Is(err, auth.ErrInvalidToken):
+	if errors.Is(err, auth.ErrInvalidToken) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
-	case errors.Is(err, auth.ErrOAuthInvalidRequest):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the sign-in request is unknown, used or expired")
-	case errors.As(err, &rl):
-		writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many requests; try again later")
-	case errors.Is(err, auth.ErrNotConfigured):
-		writeOAuthError(w, http.StatusNotFound, "invalid_request", "the OAuth provider is not configured")
-	case errors.Is(err, gatehouse.ErrUnavailable):
-		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is unavailable; try again later")
-	default:
-		p.logger.ErrorContext(r.Context(), "oauth2 continue failed", "err", err)
-		writeOAuthError(w, http.StatusInternalServerError, "server_error", "internal error")
 	}
+	op.WriteError(w, r, p.oauthError(r.Context(), err), nil)
 }
 
 func bearer(r *http.Request) (string, bool) {
