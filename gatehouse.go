@@ -254,6 +254,10 @@ type Store interface {
 	// CreateUser inserts u. It returns ErrEmailTaken when another user has
 	// the same email compared case-insensitively.
 	CreateUser(ctx context.Context, u User) error
+	// CreateUserWithMail is CreateUser and EnqueueMail(m, with...) in one
+	// transaction: a sign-up and its verification mail commit together, in
+	// one durable write, and neither exists without the other.
+	CreateUserWithMail(ctx context.Context, u User, m OutboxMessage, with ...OneTimeSecret) error
 	// UserByID returns ErrNotFound when there is no such user.
 	UserByID(ctx context.Context, id string) (User, error)
 	// UserByEmail finds a user by email, case-insensitively.

@@ -62,6 +62,20 @@ type Mailer interface {
 	Queue(ctx context.Context, m MailRequest) error
 }
 
+// MailPreparer is a Mailer that can also render and seal a message
+// without storing it, so that a sign-up stores the user and its
+// verification mail in one transaction (Store.CreateUserWithMail).
+type MailPreparer interface {
+	Prepare(m MailRequest) (PreparedMail, error)
+}
+
+// PreparedMail is a message ready to store: Message goes into the
+// transaction, and Done reports whether it committed.
+type PreparedMail interface {
+	Message() gatehouse.OutboxMessage
+	Done(committed bool)
+}
+
 // link is the address of an account-page action with the token in the
 // fragment, so that it never reaches server logs or Referer headers.
 func (s *Service) link(action, tok string) string {
@@ -134,9 +148,34 @@ func (s *Service) sendVerification(ctx context.Context, u gatehouse.User) {
 	if s.Mailer == nil || u.EmailVerified {
 		return
 	}
+	s.queue(ctx, s.verificationMail(u))
+}
+
+func (s *Service) verificationMail(u gatehouse.User) MailRequest {
 	tok, sec := s.mintSecret(gatehouse.SecretVerifyEmail, u.ID, u.Email, verifyEmailTTL)
-	s.queue(ctx, MailRequest{To: u.Email, Template: TemplateVerifyEmail, Link: s.link("verify-email", tok), Lifetime: verifyEmailTTL,
-		Secrets: []gatehouse.OneTimeSecret{sec}})
+	return MailRequest{To: u.Email, Template: TemplateVerifyEmail, Link: s.link("verify-email", tok), Lifetime: verifyEmailTTL,
+		Secrets: []gatehouse.OneTimeSecret{sec}}
+}
+
+// createUserMailingVerification stores a new user and, in the same
+// transaction, its verification mail when the mailer can prepare one:
+// the sign-up then pays for one durable write, not two. mailed reports
+// whether the mail went with it; otherwise the caller sends it later.
+func (s *Service) createUserMailingVerification(ctx context.Context, u gatehouse.User) (mailed bool, err error) {
+	mp, ok := s.Mailer.(MailPreparer)
+	if !ok || u.EmailVerified {
+		return false, s.Store.CreateUser(ctx, u)
+	}
+	req := s.verificationMail(u)
+	pm, err := mp.Prepare(req)
+	if err != nil {
+		// A mail that cannot be rendered must not fail the sign-up.
+		s.Logger.Error("prepare verification mail", "err", err)
+		return false, s.Store.CreateUser(ctx, u)
+	}
+	err = s.Store.CreateUserWithMail(ctx, u, pm.Message(), req.Secrets...)
+	pm.Done(err == nil)
+	return err == nil, err
 }
 
 // ResendVerification mails the caller a new verification link.

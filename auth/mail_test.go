@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -423,5 +424,72 @@ func TestEveryMailedSecretExpires(t *testing.T) {
 	m.clk.Advance(23 * time.Hour)
 	if _, err := m.svc.VerifyEmail(ctx, verify); !errors.Is(err, auth.ErrInvalidLink) {
 		t.Errorf("verification link after 24 hours: %v, want ErrInvalidLink", err)
+	}
+}
+
+// preparingMailbox is a mailbox that can also prepare a message for the
+// caller's transaction (auth.MailPreparer), as the real outbox does.
+type preparingMailbox struct {
+	mailbox
+	prepared []auth.MailRequest
+	done     []bool
+}
+
+type preparedRow struct {
+	m    gatehouse.OutboxMessage
+	done func(bool)
+}
+
+func (p preparedRow) Message() gatehouse.OutboxMessage { return p.m }
+func (p preparedRow) Done(committed bool)              { p.done(committed) }
+
+func (b *preparingMailbox) Prepare(r auth.MailRequest) (auth.PreparedMail, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prepared = append(b.prepared, r)
+	now := time.Now().UTC()
+	return preparedRow{
+		m: gatehouse.OutboxMessage{ID: fmt.Sprintf("m%d", len(b.prepared)), Sealed: []byte("sealed"), CreatedAt: now, NextAttemptAt: now},
+		done: func(c bool) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.done = append(b.done, c)
+		},
+	}, nil
+}
+
+// TestSignupStoresUserAndVerificationMailTogether: with a mailer that can
+// prepare, sign-up stores the verification mail (and its link's secret)
+// in the user's own transaction, and queues nothing separately; a sign-up
+// refused for a taken address leaves no mail.
+func TestSignupStoresUserAndVerificationMailTogether(t *testing.T) {
+	box := &preparingMailbox{}
+	svc, _, st := newServiceConfig(t, func(_ *auth.Config, d *auth.Deps) {
+		box.secrets = d.Store
+		d.Mailer = box
+	})
+	ctx := context.Background()
+	g := signup(t, svc, "together@example.com")
+	if len(box.sent) != 0 || len(box.prepared) != 1 || len(box.done) != 1 || !box.done[0] {
+		t.Fatalf("queued %d, prepared %d, done %v", len(box.sent), len(box.prepared), box.done)
+	}
+	if n, err := st.PendingMail(ctx); err != nil || n != 1 {
+		t.Fatalf("outbox rows: %d %v", n, err)
+	}
+	link := box.prepared[0].Link
+	tok := link[strings.Index(link, "#token=")+len("#token="):]
+	tok, _ = url.QueryUnescape(tok)
+	u, err := svc.VerifyEmail(ctx, tok)
+	if err != nil || u.ID != g.User.ID || !u.EmailVerified {
+		t.Fatalf("the link stored with the sign-up: %v %+v", err, u)
+	}
+	if _, err := svc.Signup(ctx, auth.SignupInput{Email: "together@example.com", Password: "a long and unusual passphrase"}, client); err == nil {
+		t.Fatal("second sign-up with the same address succeeded")
+	}
+	if len(box.done) != 2 || box.done[1] {
+		t.Fatalf("the refused sign-up's mail was not given back: %v", box.done)
+	}
+	if n, _ := st.PendingMail(ctx); n != 1 {
+		t.Fatalf("outbox rows after a refused sign-up: %d", n)
 	}
 }

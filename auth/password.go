@@ -37,7 +37,8 @@ func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, 
 		CreatedAt:    s.now(),
 		Version:      1,
 	}
-	if err := s.Store.CreateUser(ctx, u); err != nil {
+	mailed, err := s.createUserMailingVerification(ctx, u)
+	if err != nil {
 		return Grant{}, fmt.Errorf("signup: %w", err)
 	}
 	s.recordAudit(ctx, audit.Event{Type: audit.TypeSignup, UserID: u.ID, IP: c.IP, UserAgent: c.UserAgent,
@@ -46,7 +47,9 @@ func (s *Service) Signup(ctx context.Context, in SignupInput, c Client) (Grant, 
 	if err != nil {
 		return Grant{}, err
 	}
-	s.sendVerification(ctx, g.User)
+	if !mailed {
+		s.sendVerification(ctx, g.User)
+	}
 	return g, nil
 }
 

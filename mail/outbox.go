@@ -168,41 +168,82 @@ const handoffSlots = 8
 // directly: no separate claim is written. Otherwise the worker is woken to
 // claim it. It returns the error of an invalid message or of the store.
 func (o *Outbox) Enqueue(ctx context.Context, m Message, with ...gatehouse.OneTimeSecret) error {
-	if err := m.validate(); err != nil {
+	p, err := o.Prepare(m)
+	if err != nil {
 		return err
+	}
+	err = o.store.EnqueueMail(ctx, p.Message, with...)
+	p.Done(err == nil)
+	if err != nil {
+		return fmt.Errorf("queue mail: %w", err)
+	}
+	return nil
+}
+
+// Prepared is a message sealed into its outbox row, not yet stored. The
+// caller stores Message (EnqueueMail, or inside a transaction of its own,
+// such as a sign-up's) and then calls Done exactly once.
+type Prepared struct {
+	Message gatehouse.OutboxMessage
+	o       *Outbox
+	handed  bool
+}
+
+// Prepare seals m into an outbox row. When this instance's worker has room,
+// the row is claimed for it, to be handed over by Done.
+func (o *Outbox) Prepare(m Message) (*Prepared, error) {
+	if err := m.validate(); err != nil {
+		return nil, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return fmt.Errorf("mail id: %w", err)
+		return nil, fmt.Errorf("mail id: %w", err)
 	}
 	sealed, err := seal(o.box, id.String(), m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := o.now()
-	om := gatehouse.OutboxMessage{ID: id.String(), Sealed: sealed, CreatedAt: now, NextAttemptAt: now}
-	handed := false
+	p := &Prepared{Message: gatehouse.OutboxMessage{ID: id.String(), Sealed: sealed, CreatedAt: now, NextAttemptAt: now}, o: o}
 	select {
 	case o.slots <- struct{}{}:
-		handed = true
-		om.ClaimedUntil = now.Add(o.lease)
+		p.handed = true
+		p.Message.ClaimedUntil = now.Add(o.lease)
 	default: // the worker is behind: leave the message to its claim
 	}
-	if err := o.store.EnqueueMail(ctx, om, with...); err != nil {
-		if handed {
+	return p, nil
+}
+
+// Done tells the outbox whether the row was committed: the worker gets it
+// at once (or is woken to claim it), or the reserved hand-off is given back.
+func (p *Prepared) Done(committed bool) {
+	o := p.o
+	switch {
+	case !committed:
+		if p.handed {
 			<-o.slots
 		}
-		return fmt.Errorf("queue mail: %w", err)
+	case p.handed:
+		o.handoff <- p.Message // never blocks: the slot reserved its place
+	default:
+		select {
+		case o.wake <- struct{}{}:
+		default: // a wake is already pending
+		}
 	}
-	if handed {
-		o.handoff <- om // never blocks: the slot reserved its place
-		return nil
+}
+
+// PrepareTemplate renders template t for recipient to and prepares it
+// (Prepare).
+func (o *Outbox) PrepareTemplate(t Template, to string, d Data) (*Prepared, error) {
+	if o.renderer == nil {
+		return nil, errors.New("mail: no renderer configured")
 	}
-	select {
-	case o.wake <- struct{}{}:
-	default: // a wake is already pending
+	m, err := o.renderer.Render(t, to, d)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return o.Prepare(m)
 }
 
 // EnqueueTemplate renders template t for recipient to with the configured

@@ -152,7 +152,24 @@ func mailTest(ctx context.Context, args []string, getenv func(string) string, st
 type mailQueue struct{ outbox *mail.Outbox }
 
 func (q mailQueue) Queue(ctx context.Context, r auth.MailRequest) error {
-	return q.outbox.EnqueueTemplate(ctx, mail.Template(r.Template), r.To, mail.Data{
-		URL: r.Link, Code: r.Code, Lifetime: r.Lifetime, Email: r.To, NewEmail: r.NewEmail, OldEmail: r.OldEmail,
-	}, r.Secrets...)
+	return q.outbox.EnqueueTemplate(ctx, mail.Template(r.Template), r.To, templateData(r), r.Secrets...)
+}
+
+// Prepare renders and seals r for a transaction of the caller's
+// (auth.MailPreparer: a sign-up stores its verification mail with the user).
+func (q mailQueue) Prepare(r auth.MailRequest) (auth.PreparedMail, error) {
+	p, err := q.outbox.PrepareTemplate(mail.Template(r.Template), r.To, templateData(r))
+	if err != nil {
+		return nil, err
+	}
+	return preparedMail{p}, nil
+}
+
+type preparedMail struct{ p *mail.Prepared }
+
+func (m preparedMail) Message() gatehouse.OutboxMessage { return m.p.Message }
+func (m preparedMail) Done(committed bool)              { m.p.Done(committed) }
+
+func templateData(r auth.MailRequest) mail.Data {
+	return mail.Data{URL: r.Link, Code: r.Code, Lifetime: r.Lifetime, Email: r.To, NewEmail: r.NewEmail, OldEmail: r.OldEmail}
 }

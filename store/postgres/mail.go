@@ -209,23 +209,15 @@ const outboxCols = `id, sealed, created_at, next_attempt_at, attempts`
 
 // EnqueueMail stores m, unclaimed.
 func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
-	sealed := m.Sealed
-	if sealed == nil {
-		sealed = []byte{} // pgx sends a nil slice as NULL; the column is NOT NULL
+	b, err := mailBatch(m, with)
+	if err != nil {
+		return err
 	}
-	b := &pgx.Batch{}
-	for _, sec := range with {
-		if err := queueSecret(b, sec); err != nil {
-			return fmt.Errorf("enqueue mail: %w", err)
-		}
-	}
-	b.Queue(`INSERT INTO mail_outbox (`+outboxCols+`, claimed_until) VALUES ($1, $2, $3, $4, $5, $6)`,
-		m.ID, sealed, m.CreatedAt, m.NextAttemptAt, attemptsArg(m.Attempts), nullTime(m.ClaimedUntil))
 	if len(with) == 0 {
 		// One statement is a transaction of its own.
 		return wrap("enqueue mail", s.pool.SendBatch(ctx, b).Close())
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
 	return wrap("enqueue mail", err)
 }
 
@@ -303,4 +295,21 @@ func (s *Store) PendingMail(ctx context.Context) (int, error) {
 		return 0, wrap("pending mail", err)
 	}
 	return int(n), nil
+}
+
+// mailBatch is the inserts of m and the secrets it carries.
+func mailBatch(m gatehouse.OutboxMessage, with []gatehouse.OneTimeSecret) (*pgx.Batch, error) {
+	sealed := m.Sealed
+	if sealed == nil {
+		sealed = []byte{} // pgx sends a nil slice as NULL; the column is NOT NULL
+	}
+	b := &pgx.Batch{}
+	for _, sec := range with {
+		if err := queueSecret(b, sec); err != nil {
+			return nil, fmt.Errorf("enqueue mail: %w", err)
+		}
+	}
+	b.Queue(`INSERT INTO mail_outbox (`+outboxCols+`, claimed_until) VALUES ($1, $2, $3, $4, $5, $6)`,
+		m.ID, sealed, m.CreatedAt, m.NextAttemptAt, attemptsArg(m.Attempts), nullTime(m.ClaimedUntil))
+	return b, nil
 }

@@ -132,11 +132,35 @@ func (r *sessionRow) session() gatehouse.Session {
 
 // CreateUser inserts u; a case-insensitive email clash is ErrEmailTaken.
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
+	return insertUser(ctx, s.pool, u)
+}
+
+// CreateUserWithMail inserts the user, then the mail and its secrets, in
+// one transaction.
+func (s *Store) CreateUserWithMail(ctx context.Context, u gatehouse.User, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
+	b, err := mailBatch(m, with)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := insertUser(ctx, tx, u); err != nil {
+			return err
+		}
+		return wrap("create user with mail", tx.SendBatch(ctx, b).Close())
+	})
+}
+
+// execer is what inserts need of a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func insertUser(ctx context.Context, ex execer, u gatehouse.User) error {
 	version, ok := versionArg(u.Version)
 	if !ok {
 		return fmt.Errorf("postgres: create user: version %d out of range", u.Version)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userCols+`, email_key)
+	_, err := ex.Exec(ctx, `INSERT INTO users (`+userCols+`, email_key)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.CreatedAt, nullTime(u.TokensValidAfter),
 		version, u.EmailVerified, gatehouse.EmailKey(u.Email))

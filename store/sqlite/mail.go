@@ -184,6 +184,19 @@ func (s *Store) PruneSecrets(ctx context.Context, now time.Time) error {
 const outboxCols = `id, sealed, created_at, next_attempt_at, attempts`
 
 func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("enqueue mail", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := insertMail(ctx, tx, m, with); err != nil {
+		return err
+	}
+	return wrap("enqueue mail: commit", tx.Commit())
+}
+
+// insertMail inserts m and the secrets it carries in tx.
+func insertMail(ctx context.Context, tx *sql.Tx, m gatehouse.OutboxMessage, with []gatehouse.OneTimeSecret) error {
 	sealed := m.Sealed
 	if sealed == nil {
 		sealed = []byte{} // NOT NULL: an empty blob, not NULL
@@ -192,11 +205,6 @@ func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage, with
 	if !m.ClaimedUntil.IsZero() {
 		claimed = micros(m.ClaimedUntil)
 	}
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap("enqueue mail", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	for _, sec := range with {
 		if err := insertSecret(ctx, tx, sec); err != nil {
 			return fmt.Errorf("enqueue mail: %w", err)
@@ -206,7 +214,7 @@ func (s *Store) EnqueueMail(ctx context.Context, m gatehouse.OutboxMessage, with
 		m.ID, sealed, micros(m.CreatedAt), micros(m.NextAttemptAt), int64(m.Attempts), claimed); err != nil {
 		return wrap("enqueue mail", err)
 	}
-	return wrap("enqueue mail: commit", tx.Commit())
+	return nil
 }
 
 // ClaimMail is one UPDATE on the writer: SQLite runs one writer at a time

@@ -255,11 +255,30 @@ const (
 )
 
 func (s *Store) CreateUser(ctx context.Context, u gatehouse.User) error {
+	return insertUser(ctx, s.write, u)
+}
+
+func (s *Store) CreateUserWithMail(ctx context.Context, u gatehouse.User, m gatehouse.OutboxMessage, with ...gatehouse.OneTimeSecret) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("create user with mail", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := insertUser(ctx, tx, u); err != nil {
+		return err
+	}
+	if err := insertMail(ctx, tx, m, with); err != nil {
+		return err
+	}
+	return wrap("create user with mail: commit", tx.Commit())
+}
+
+func insertUser(ctx context.Context, ex execer, u gatehouse.User) error {
 	version, err := versionArg(u.Version)
 	if err != nil {
 		return fmt.Errorf("sqlite: create user: %w", err)
 	}
-	_, err = s.write.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = ex.ExecContext(ctx, `INSERT INTO users (`+userCols+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Email, u.Name, string(u.Role), u.PasswordHash, boolInt(u.Disabled), micros(u.CreatedAt), nullMicros(u.TokensValidAfter),
 		version, boolInt(u.EmailVerified), gatehouse.EmailKey(u.Email))
 	if err != nil {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -297,4 +298,40 @@ func testEnqueueMailClaimed(t *testing.T, s gatehouse.Store) {
 		t.Fatal(err)
 	}
 	checkMessages(t, "claim after the hold", mustClaim(t, s, now.Add(mailLease+time.Second), 10), []gatehouse.OutboxMessage{m})
+}
+
+// testCreateUserWithMail: the user, its mail and the mail's secret are
+// stored together; when the user cannot be (its address is taken), none of
+// them is.
+func testCreateUserWithMail(t *testing.T, s gatehouse.Store) {
+	now := baseTime()
+	u := newUser("with-mail-" + newID() + "@example.com")
+	link := newSecret(gatehouse.SecretVerifyEmail, u.ID, now)
+	m := newMessage(now, now)
+	if err := s.CreateUserWithMail(t.Context(), u, m, link); err != nil {
+		t.Fatalf("CreateUserWithMail: %v", err)
+	}
+	got, err := s.UserByID(t.Context(), u.ID)
+	if err != nil || got.Email != u.Email {
+		t.Fatalf("user after CreateUserWithMail: %v %+v", err, got)
+	}
+	at := now.Add(time.Second)
+	if !usable(t, s, link, at) {
+		t.Error("the secret stored with the user and its mail is not usable")
+	}
+	checkMessages(t, "claim", mustClaim(t, s, at, 10), []gatehouse.OutboxMessage{m})
+
+	taken := newUser(u.Email)
+	orphan := newSecret(gatehouse.SecretVerifyEmail, taken.ID, now)
+	next := newMessage(now, now)
+	if err := s.CreateUserWithMail(t.Context(), taken, next, orphan); !errors.Is(err, gatehouse.ErrEmailTaken) {
+		t.Fatalf("CreateUserWithMail with a taken address: %v, want ErrEmailTaken", err)
+	}
+	if usable(t, s, orphan, at) {
+		t.Error("the secret of a sign-up that failed is usable")
+	}
+	if _, err := s.UserByID(t.Context(), taken.ID); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("the user of a failed CreateUserWithMail exists: %v", err)
+	}
+	wantPending(t, s, 1) // only the first message
 }

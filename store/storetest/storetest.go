@@ -127,6 +127,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 
 		{"ClaimMail", testClaimMail},
 		{"EnqueueMailWithSecrets", testEnqueueMailWithSecrets},
+		{"CreateUserWithMail", testCreateUserWithMail},
 		{"EnqueueMailClaimed", testEnqueueMailClaimed},
 		{"ClaimMailLease", testClaimMailLease},
 		{"ClaimMailConcurrent", testClaimMailConcurrent},
