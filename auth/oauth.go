@@ -545,17 +545,15 @@ func (s *Service) checkRevoked(c token.Claims) error {
 }
 
 func (s *Service) introspectRefresh(ctx context.Context, raw string) (Introspection, error) {
-	var sess gatehouse.Session
-	var err error
-	if s.OAuth.RefreshCodec != nil {
-		if _, _, derr := s.OAuth.RefreshCodec.Decode(raw); derr == nil {
-			sess, err = s.sessionFromRefresh(ctx, s.OAuth.RefreshCodec, raw)
-		} else {
-			sess, err = s.SessionFromRefresh(ctx, raw)
+	// An app's refresh token decodes only under the OAuth codec, a
+	// Gatehouse one only under its own.
+	codec := s.RefreshCodec
+	if oc := s.OAuth.RefreshCodec; oc != nil {
+		if _, _, err := oc.Decode(raw); err == nil {
+			codec = oc
 		}
-	} else {
-		sess, err = s.SessionFromRefresh(ctx, raw)
 	}
+	sess, err := s.sessionFromRefresh(ctx, codec, raw)
 	if errors.Is(err, ErrInvalidRefresh) {
 		return Introspection{}, nil
 	}

@@ -151,9 +151,9 @@ func (p *Provider) Discovery() map[string]any {
 // request that op does not hand them: the verified client certificate and
 // the client's address.
 type requestFacts struct {
-	cert     *x509.Certificate // verified against --tls-client-ca, or nil
-	ip       string
-	userAgnt string
+	cert      *x509.Certificate // verified against --tls-client-ca, or nil
+	ip        string
+	userAgent string
 }
 
 type factsKey struct{}
@@ -161,7 +161,7 @@ type factsKey struct{}
 func withRequestFacts(clientIP func(*http.Request) string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f := &requestFacts{userAgnt: r.UserAgent()}
+			f := &requestFacts{userAgent: r.UserAgent()}
 			if clientIP != nil {
 				f.ip = clientIP(r)
 			}
@@ -189,7 +189,7 @@ func (f *requestFacts) thumbprint() string {
 }
 
 func (f *requestFacts) client() auth.Client {
-	return auth.Client{IP: f.ip, UserAgent: f.userAgnt, Transport: gatehouse.TransportBody}
+	return auth.Client{IP: f.ip, UserAgent: f.userAgent, Transport: gatehouse.TransportBody}
 }
 
 // client adapts a registered client to op.Client, with the way it
