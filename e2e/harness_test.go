@@ -218,26 +218,7 @@ func (s *server) tryStart(port int) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	s.mu.Lock()
-	s.cmd = cmd
-	s.exited = exited
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		code := 0
-		if err != nil {
-			code = -1
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			}
-		}
-		s.mu.Lock()
-		s.exitCode = code
-		s.mu.Unlock()
-		close(exited)
-	}()
+	exited := s.watch(cmd)
 
 	s.tr = &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
 	s.hc = &http.Client{
@@ -1163,4 +1144,29 @@ func atoiOr(s string, def int) int {
 		return def
 	}
 	return n
+}
+
+// watch makes cmd, just started, the server's process, and records its
+// exit code when it ends; the channel it returns is closed then.
+func (s *server) watch(cmd *exec.Cmd) <-chan struct{} {
+	exited := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		code := 0
+		if err != nil {
+			code = -1
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+		}
+		s.mu.Lock()
+		s.exitCode = code
+		s.mu.Unlock()
+		close(exited)
+	}()
+	return exited
 }

@@ -369,25 +369,7 @@ func tryStartTLS(s *server, p *mtlsPKI) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		code := 0
-		if err != nil {
-			code = -1
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			}
-		}
-		s.mu.Lock()
-		s.exitCode = code
-		s.mu.Unlock()
-		close(exited)
-	}()
+	exited := s.watch(cmd)
 	s.tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 32, DisableCompression: true}
 	s.hc = &http.Client{
 		Transport: &validatingTransport{base: s.tr, owner: s.t, host: fmt.Sprintf("127.0.0.1:%d", s.port)},
