@@ -142,12 +142,17 @@ func (s *Store) CreateUserWithMail(ctx context.Context, u gatehouse.User, m gate
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := insertUser(ctx, tx, u); err != nil {
 			return err
 		}
-		return wrap("create user with mail", tx.SendBatch(ctx, b).Close())
+		return tx.SendBatch(ctx, b).Close()
 	})
+	if errors.Is(err, gatehouse.ErrEmailTaken) {
+		return err
+	}
+	// Beginning or committing fails too when the database is gone: 503.
+	return wrap("create user with mail", err)
 }
 
 // execer is what inserts need of a pool or a transaction.
