@@ -275,11 +275,7 @@ func (r *Revoker) Record(ctx context.Context, revs ...gatehouse.Revocation) {
 // state is stale and not FailOpen) an error wrapping gatehouse.ErrUnavailable.
 // Known revocations are reported even on stale state: exactness first.
 func (r *Revoker) Check(sessionID, userID string, issuedAt time.Time) error {
-	s := &r.sessions[maphash.String(r.seed, sessionID)%shardCount]
-	s.mu.RLock()
-	_, revoked := s.expires[sessionID]
-	s.mu.RUnlock()
-	if revoked {
+	if r.inSet(&r.sessions, sessionID) {
 		return ErrRevoked
 	}
 	u := &r.users[maphash.String(r.seed, userID)%shardCount]
@@ -305,11 +301,7 @@ func (r *Revoker) Check(sessionID, userID string, issuedAt time.Time) error {
 // owner); this catches a revocation made on another instance while this
 // one serves the key from its cache.
 func (r *Revoker) CheckAPIKey(id string) error {
-	k := &r.apiKeys[maphash.String(r.seed, id)%shardCount]
-	k.mu.RLock()
-	_, revoked := k.expires[id]
-	k.mu.RUnlock()
-	if revoked {
+	if r.inSet(&r.apiKeys, id) {
 		return ErrRevoked
 	}
 	if r.cfg.FailOpen {
@@ -326,14 +318,31 @@ func (r *Revoker) CheckAPIKey(id string) error {
 // which belongs to no session). It adds nothing to Check's staleness
 // answer, so callers call both.
 func (r *Revoker) CheckToken(jti string) error {
-	t := &r.tokens[maphash.String(r.seed, jti)%shardCount]
-	t.mu.RLock()
-	_, revoked := t.expires[jti]
-	t.mu.RUnlock()
-	if revoked {
+	if r.inSet(&r.tokens, jti) {
 		return ErrRevoked
 	}
 	return nil
+}
+
+// inSet reports whether id is in one of the id sets (sessions, API keys,
+// tokens).
+func (r *Revoker) inSet(set *[shardCount]sessionShard, id string) bool {
+	sh := &set[maphash.String(r.seed, id)%shardCount]
+	sh.mu.RLock()
+	_, ok := sh.expires[id]
+	sh.mu.RUnlock()
+	return ok
+}
+
+// addToSet records id in an id set until exp, keeping a later expiry it
+// already has.
+func (r *Revoker) addToSet(set *[shardCount]sessionShard, id string, exp time.Time) {
+	sh := &set[maphash.String(r.seed, id)%shardCount]
+	sh.mu.Lock()
+	if old, ok := sh.expires[id]; !ok || exp.After(old) {
+		sh.expires[id] = exp
+	}
+	sh.mu.Unlock()
 }
 
 // Ready reports whether this instance can vouch for its revocation state:
@@ -393,26 +402,11 @@ func (r *Revoker) apply(now time.Time, revs []gatehouse.Revocation) {
 		}
 		switch rev.Kind {
 		case gatehouse.RevokeSession:
-			s := &r.sessions[maphash.String(r.seed, rev.Subject)%shardCount]
-			s.mu.Lock()
-			if old, ok := s.expires[rev.Subject]; !ok || rev.ExpiresAt.After(old) {
-				s.expires[rev.Subject] = rev.ExpiresAt
-			}
-			s.mu.Unlock()
+			r.addToSet(&r.sessions, rev.Subject, rev.ExpiresAt)
 		case gatehouse.RevokeAPIKey:
-			k := &r.apiKeys[maphash.String(r.seed, rev.Subject)%shardCount]
-			k.mu.Lock()
-			if old, ok := k.expires[rev.Subject]; !ok || rev.ExpiresAt.After(old) {
-				k.expires[rev.Subject] = rev.ExpiresAt
-			}
-			k.mu.Unlock()
+			r.addToSet(&r.apiKeys, rev.Subject, rev.ExpiresAt)
 		case gatehouse.RevokeToken:
-			k := &r.tokens[maphash.String(r.seed, rev.Subject)%shardCount]
-			k.mu.Lock()
-			if old, ok := k.expires[rev.Subject]; !ok || rev.ExpiresAt.After(old) {
-				k.expires[rev.Subject] = rev.ExpiresAt
-			}
-			k.mu.Unlock()
+			r.addToSet(&r.tokens, rev.Subject, rev.ExpiresAt)
 		case gatehouse.RevokeUserBefore:
 			u := &r.users[maphash.String(r.seed, rev.Subject)%shardCount]
 			u.mu.Lock()
@@ -435,23 +429,17 @@ func (r *Revoker) apply(now time.Time, revs []gatehouse.Revocation) {
 
 // pruneMemory drops entries that expired at or before now.
 func (r *Revoker) pruneMemory(now time.Time) {
+	live := func(exp time.Time) bool { return exp.After(now) }
 	for i := range shardCount {
-		s := &r.sessions[i]
-		s.mu.Lock()
-		s.expires = pruned(s.expires, func(exp time.Time) bool { return exp.After(now) })
-		s.mu.Unlock()
+		for _, sh := range []*sessionShard{&r.sessions[i], &r.apiKeys[i], &r.tokens[i]} {
+			sh.mu.Lock()
+			sh.expires = pruned(sh.expires, live)
+			sh.mu.Unlock()
+		}
 		u := &r.users[i]
 		u.mu.Lock()
 		u.before = pruned(u.before, func(e userEntry) bool { return e.expires.After(now) })
 		u.mu.Unlock()
-		k := &r.apiKeys[i]
-		k.mu.Lock()
-		k.expires = pruned(k.expires, func(exp time.Time) bool { return exp.After(now) })
-		k.mu.Unlock()
-		t := &r.tokens[i]
-		t.mu.Lock()
-		t.expires = pruned(t.expires, func(exp time.Time) bool { return exp.After(now) })
-		t.mu.Unlock()
 	}
 }
 
