@@ -177,3 +177,8 @@ func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
 func ClientIP(trusted []netip.Prefix) func(*http.Request) string {
 	return func(r *http.Request) string { return clientIP(r, trusted) }
 }
+
+// BearerToken is the Bearer token parsing of every handler here, for
+// handlers served beside this package's (the OAuth provider's continue
+// endpoint): tok is empty when the header is absent or unusable.
+func BearerToken(r *http.Request) (tok string, present bool) { return bearerToken(r) }

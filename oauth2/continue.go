@@ -6,9 +6,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/httpapi"
 	"github.com/gatehouse/gatehouse/strictjson"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -37,8 +37,8 @@ func (p *Provider) continueAuthorization(w http.ResponseWriter, r *http.Request)
 		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
 		return
 	}
-	raw, ok := bearer(r)
-	if !ok {
+	raw, _ := httpapi.BearerToken(r)
+	if raw == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "a Bearer access token is required")
 		return
@@ -87,18 +87,6 @@ func (p *Provider) writeServiceError(w http.ResponseWriter, r *http.Request, err
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
 	op.WriteError(w, r, p.oauthError(r.Context(), err), nil)
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Values("Authorization")
-	if len(h) != 1 {
-		return "", false
-	}
-	scheme, tok, ok := strings.Cut(h[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", false
-	}
-	return tok, true
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
