@@ -47,6 +47,19 @@ type Config struct {
 	PendingEvery time.Duration // how often to recount the outbox (15 s)
 	Batch        int           // messages claimed at once (10)
 	Now          func() time.Time
+
+	// Busy, when set, reports whether the instance is doing work a user is
+	// waiting on that the sender would slow down: in Gatehouse, password
+	// hashes running or queued, which take whole CPUs. A message is then
+	// held back until Busy reports false, for at most YieldFor after it
+	// was queued (100 ms). A mail arriving a tenth of a second later goes
+	// unnoticed; a sign-in slowed by a send does not, and on a small
+	// machine the send's CPU and disk work lands in the tail of the very
+	// sign-ups that queued the mail. Counting from the queue time keeps the
+	// sending rate whatever the load: under constant load every message is
+	// sent YieldFor after it was queued.
+	Busy     func() bool
+	YieldFor time.Duration
 }
 
 // New returns the outbox that requests enqueue into and the worker that
@@ -71,6 +84,7 @@ func New(c Config) (*Outbox, *Worker, error) {
 	def(&c.MaxBackoff, 30*time.Minute)
 	def(&c.MaxAge, 24*time.Hour)
 	def(&c.PendingEvery, 15*time.Second)
+	def(&c.YieldFor, 100*time.Millisecond)
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 12
 	}
@@ -342,6 +356,7 @@ func (w *Worker) Run(ctx context.Context) {
 // held up): then it is left for a claim once the lease ends.
 func (w *Worker) deliverHandedOff(ctx context.Context, om gatehouse.OutboxMessage) {
 	<-w.slots
+	w.yield(ctx, om)
 	if ctx.Err() != nil {
 		w.release(ctx, []gatehouse.OutboxMessage{om})
 		return
@@ -350,6 +365,39 @@ func (w *Worker) deliverHandedOff(ctx context.Context, om gatehouse.OutboxMessag
 		return
 	}
 	w.deliver(ctx, om)
+}
+
+// yieldPoll is how often a held-back message looks again whether the
+// instance is still busy: short next to a sign-in, long next to the check.
+const yieldPoll = 2 * time.Millisecond
+
+// yield waits while the instance is busy (Config.Busy), until om has waited
+// YieldFor since it was queued or ctx ends. Mail claimed from the store
+// after a retry, or from another instance, is past that already and goes at
+// once.
+func (w *Worker) yield(ctx context.Context, om gatehouse.OutboxMessage) {
+	if w.c.Busy == nil {
+		return
+	}
+	deadline := om.CreatedAt.Add(w.c.YieldFor)
+	var t *time.Timer
+	for w.c.Busy() {
+		left := deadline.Sub(w.c.Now())
+		if left <= 0 {
+			return
+		}
+		if t == nil {
+			t = time.NewTimer(min(left, yieldPoll))
+			defer t.Stop()
+		} else {
+			t.Reset(min(left, yieldPoll))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // releaseHandedOff hands back, at shutdown, messages that were queued
@@ -407,6 +455,11 @@ func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 		// Never start a send that could outlive the claim: another
 		// instance may take the message once the lease ends. Leaving it
 		// unsent costs a delay, sending it twice would not be undone.
+		w.yield(ctx, om)
+		if ctx.Err() != nil {
+			w.release(ctx, batch[i:])
+			return false, nil
+		}
 		if w.c.Now().Add(w.c.SendTimeout + time.Second).After(leaseEnd) {
 			return false, nil
 		}

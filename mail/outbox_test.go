@@ -634,3 +634,102 @@ func TestHandOffReleasedOnShutdown(t *testing.T) {
 		t.Fatalf("%d messages left, want 1", len(store.rows))
 	}
 }
+
+// TestWorkerYieldsWhileBusy: a fresh message waits while Busy reports work
+// in progress and goes as soon as it stops; under unending work it goes once
+// it has waited YieldFor since it was queued, not later; a shutdown while it
+// waits hands it back instead of sending it.
+func TestWorkerYieldsWhileBusy(t *testing.T) {
+	t.Run("until idle", func(t *testing.T) {
+		store := newFakeOutbox()
+		var sentAt atomic.Int64
+		c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { sentAt.Store(time.Now().UnixNano()); return nil }))
+		var busy atomic.Bool
+		busy.Store(true)
+		c.Busy = busy.Load
+		c.YieldFor = 10 * time.Second
+		out, w, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runWorker(t, w)
+		if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		if sentAt.Load() != 0 {
+			t.Fatal("sent while the instance was busy")
+		}
+		idleAt := time.Now()
+		busy.Store(false)
+		waitFor(t, "the send once idle", 2*time.Second, func() bool { return sentAt.Load() != 0 })
+		if lag := time.Unix(0, sentAt.Load()).Sub(idleAt); lag > time.Second {
+			t.Errorf("sent %v after the instance went idle", lag)
+		}
+	})
+	t.Run("at most YieldFor", func(t *testing.T) {
+		store := newFakeOutbox()
+		var sends atomic.Int64
+		c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { sends.Add(1); return nil }))
+		c.Busy = func() bool { return true }
+		c.YieldFor = 200 * time.Millisecond
+		out, w, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runWorker(t, w)
+		const n = 5
+		queued := time.Now()
+		for range n {
+			if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		if sends.Load() != 0 {
+			t.Fatal("sent before YieldFor while busy")
+		}
+		// The messages wait side by side, not one YieldFor after another.
+		waitFor(t, "the sends after YieldFor", 2*time.Second, func() bool { return sends.Load() == n })
+		if took := time.Since(queued); took > time.Second {
+			t.Errorf("%d messages took %v under constant load, want about one YieldFor (200ms)", n, took)
+		}
+	})
+	t.Run("shutdown while waiting", func(t *testing.T) {
+		store := newFakeOutbox()
+		var sends atomic.Int64
+		c := fastConfig(t, store, SenderFunc(func(context.Context, Message) error { sends.Add(1); return nil }))
+		c.Busy = func() bool { return true }
+		c.YieldFor = time.Minute
+		out, w, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { w.Run(ctx); close(done) }()
+		if err := out.Enqueue(context.Background(), testMessage("a@example.org")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatal("the worker did not stop while holding a message back")
+		}
+		if sends.Load() != 0 {
+			t.Fatal("sent during shutdown")
+		}
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		if len(store.rows) != 1 {
+			t.Fatalf("%d messages left, want 1", len(store.rows))
+		}
+		for _, r := range store.rows {
+			if !r.leaseUntil.IsZero() {
+				t.Errorf("still held until %v after shutdown", r.leaseUntil)
+			}
+		}
+	})
+}

@@ -69,8 +69,12 @@ func (p *signupPhase) cpuPerSignup() time.Duration {
 //     request's scheduled arrival. That is the latency comparison at equal
 //     offered load the target is about.
 //
+// With o.signupControl a second --no-mail server runs as one more side: its
+// ratios to the first are the run's noise floor, what two identical
+// servers differ by on this machine in this run.
+//
 // In each mode the per-side duration is cut into slices run in an ABBA
-// order (off, file, smtp, smtp, file, off, ...), so a linear drift of the
+// order (off, control, file, smtp, smtp, file, control, off, ...), so a linear drift of the
 // shared machine's load lands equally on every side; in the open loop the
 // servers of one round get the same arrival pattern. After each mail-on
 // slice the harness waits until that server has sent everything it
@@ -97,6 +101,19 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 	defer srv.stop()
 	off.srv = srv
 
+	sides := []*signupSide{off}
+	if o.signupControl {
+		// The same server twice: what the ratios show between these two is
+		// the machine's noise, the floor under any difference mail makes.
+		ctl := &signupSide{name: "signup --no-mail, control (a second server, same flags)", label: "signup-control"}
+		if srv, err = start(ctl.label, "--no-mail"); err != nil {
+			return fail(err.Error())
+		}
+		defer srv.stop()
+		ctl.srv = srv
+		sides = append(sides, ctl)
+	}
+
 	mailDir := filepath.Join(dir, "signup-file", "outbox")
 	file := &signupSide{name: "signup-mail, file outbox", label: "signup-file", mailOn: true,
 		sent: func() int64 { return countEML(mailDir) }}
@@ -105,7 +122,7 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 	}
 	defer srv.stop()
 	file.srv = srv
-	sides := []*signupSide{off, file}
+	sides = append(sides, file)
 
 	if o.signupSMTP {
 		sink, err := startSMTPSink()
@@ -200,6 +217,14 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 			ref.n1-ref.n0, ref.res.elapsed.Round(time.Millisecond), rounds, fmtDur(ref.cpuPerSignup()))})
 	for _, s := range sides[1:] {
 		p := &s.closed
+		if !s.mailOn {
+			rows = append(rows, row{scenario: s.name + closedTag, res: &p.res, value: p.res.rps(),
+				refText: fmt.Sprintf("--no-mail %.1f/s, CPU %s/sign-up", ref.res.rps(), fmtDur(ref.cpuPerSignup())),
+				ratioText: fmt.Sprintf("throughput %.2f, CPU/sign-up %.2f (noise floor)",
+					ratio(time.Duration(p.res.requests), time.Duration(ref.res.requests)), ratio(p.cpuPerSignup(), ref.cpuPerSignup())),
+				note: fmt.Sprintf("%d sign-ups in the phase, no mail; server CPU %s per sign-up", p.n1-p.n0, fmtDur(p.cpuPerSignup()))})
+			continue
+		}
 		note := fmt.Sprintf("%d sign-ups in the phase; longest wait for the outbox to empty after a slice %s; server CPU %s per sign-up (mail worker included); p50 %.2f, p99 %.2f of --no-mail (median of the %d per-round ratios: p50 %.2f, p99 %.2f), which at saturation follow the throughput and are no test of the target",
 			p.n1-p.n0, p.maxDrain.Round(time.Millisecond), fmtDur(p.cpuPerSignup()),
 			ratio(p.res.hist.quantile(0.50), ref.res.hist.quantile(0.50)), ratio(p.res.hist.quantile(0.99), ref.res.hist.quantile(0.99)),
@@ -230,6 +255,15 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 		p := &s.open
 		p50, p99 := p.res.hist.quantile(0.50), p.res.hist.quantile(0.99)
 		r50, r99 := ratio(p50, refP50), ratio(p99, refP99)
+		if !s.mailOn {
+			// The control: no verdict, it is the yardstick for the others.
+			rows = append(rows, row{scenario: s.name + openTag, res: &p.res, value: p.res.rps(),
+				refText:   fmt.Sprintf("--no-mail p50 %s p99 %s", fmtDur(refP50), fmtDur(refP99)),
+				ratioText: fmt.Sprintf("p50 %.2f, p99 %.2f (noise floor)", r50, r99),
+				note: openNote(p) + fmt.Sprintf(", no mail; median of the %d per-round ratios: p50 %.2f, p99 %.2f",
+					rounds, medianRatio(p.p50s, ref.p50s), medianRatio(p.p99s, ref.p99s))})
+			continue
+		}
 		// No measured request on either side is no evidence, not a pass.
 		pass := r50 > 0 && r50 <= 1.10 && r99 > 0 && r99 <= 1.10 && p.drainErr == "" && p.res.errors == 0 && ref.res.errors == 0
 		note := openNote(p) + fmt.Sprintf(" (mail worker included; %.2f of --no-mail); %d mails delivered for %d sign-ups in all; longest wait for the outbox to empty after a slice %s",

@@ -73,8 +73,10 @@ func newSender(c *config) (mail.Sender, error) {
 // newMailer builds the outbox that requests enqueue into and the worker
 // that sends (run it with `go worker.Run(ctx)`; it logs where mail goes
 // when it starts). It fails on bad mail configuration, so call it before
-// the listener opens. m may be nil.
-func newMailer(c *config, store gatehouse.MailOutbox, master []byte, logger *slog.Logger, m *metrics.Metrics) (*mail.Outbox, *mail.Worker, error) {
+// the listener opens. m may be nil. busy reports password hashes running or
+// queued: the worker holds a fresh message back briefly while there are
+// (mail.Config.Busy); nil never holds back.
+func newMailer(c *config, store gatehouse.MailOutbox, master []byte, logger *slog.Logger, m *metrics.Metrics, busy func() bool) (*mail.Outbox, *mail.Worker, error) {
 	renderer, err := mail.NewRenderer(c.ProductName, c.MailTemplates)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--mail-templates: %w", err)
@@ -89,6 +91,7 @@ func newMailer(c *config, store gatehouse.MailOutbox, master []byte, logger *slo
 		Renderer: renderer,
 		Key:      masterkey.Derive(master, masterkey.PurposeMail),
 		Logger:   logger,
+		Busy:     busy,
 	}
 	if m != nil {
 		cfg.Observer = m

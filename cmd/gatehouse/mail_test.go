@@ -174,7 +174,7 @@ func TestNewMailer(t *testing.T) {
 	c := config{Database: "sqlite:" + filepath.Join(t.TempDir(), "g.db"), ProductName: "Gatehouse"}
 	store := &nopOutbox{}
 	master := bytes.Repeat([]byte{7}, 32)
-	out, worker, err := newMailer(&c, store, master, quietLogger(), metrics.New(nil))
+	out, worker, err := newMailer(&c, store, master, quietLogger(), metrics.New(nil), nil)
 	if err != nil || out == nil || worker == nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestNewMailer(t *testing.T) {
 		t.Fatalf("queued %d messages, or the token shows in the sealed body", len(store.msgs))
 	}
 	c.SMTPURL = "smtp://mail.example.com"
-	if _, _, err := newMailer(&c, store, master, quietLogger(), nil); err == nil || !strings.Contains(err.Error(), "--mail-from") {
+	if _, _, err := newMailer(&c, store, master, quietLogger(), nil, nil); err == nil || !strings.Contains(err.Error(), "--mail-from") {
 		t.Fatalf("no --mail-from accepted: %v", err)
 	}
 }

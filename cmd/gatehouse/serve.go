@@ -129,7 +129,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	var mailer auth.Mailer
 	var mailWorker *mail.Worker
 	if !c.NoMail {
-		outbox, worker, err := newMailer(&c, b.store, b.master, logger, m)
+		hashing := func() bool { running, waiting := hasher.Stats(); return running+waiting > 0 }
+		outbox, worker, err := newMailer(&c, b.store, b.master, logger, m, hashing)
 		if err != nil {
 			return err
 		}
