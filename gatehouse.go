@@ -233,6 +233,9 @@ var (
 	// ErrMismatch means a one-time secret exists and is live but the
 	// presented value is wrong; the failed attempt was counted.
 	ErrMismatch = errors.New("secret does not match")
+	// ErrLimitReached means a conditional insert found its owner already
+	// at the per-user limit.
+	ErrLimitReached = errors.New("limit reached")
 )
 
 // Store is the persistence every backend provides. All times are UTC and kept
@@ -656,8 +659,11 @@ type APIKey struct {
 
 // APIKeyStore keeps API keys.
 type APIKeyStore interface {
-	// CreateAPIKey stores k; ErrNotFound without the user.
-	CreateAPIKey(ctx context.Context, k APIKey) error
+	// CreateAPIKey stores k unless the user already holds limit keys that
+	// are not revoked (ErrLimitReached); the count and the insert are one
+	// atomic step, so concurrent creations cannot pass the limit. limit 0
+	// sets none. ErrNotFound without the user.
+	CreateAPIKey(ctx context.Context, k APIKey, limit int) error
 	// APIKeyByID returns the key whatever its state, or ErrNotFound.
 	APIKeyByID(ctx context.Context, id string) (APIKey, error)
 	// APIKeys returns the user's keys that are not revoked (expired ones

@@ -54,8 +54,9 @@ const (
 	maxAPIKeyNameLen = 100 // code points
 	maxAPIKeyScopes  = 20
 	maxAPIKeyDays    = 3650
-	// maxAPIKeysPerUser bounds the rows one account can make (checked
-	// before the insert, so concurrent creations may pass it by a few).
+	// maxAPIKeysPerUser bounds the unrevoked keys one account can hold.
+	// The store counts and inserts in one step, so concurrent creations
+	// cannot pass it.
 	maxAPIKeysPerUser = 100
 
 	// apiKeyCacheTTL bounds how long a key row and its owner are served
@@ -232,22 +233,18 @@ func (s *Service) CreateAPIKey(ctx context.Context, p Principal, in APIKeyInput)
 	if err != nil {
 		return gatehouse.APIKey{}, "", err
 	}
-	existing, err := s.APIKeyStore.APIKeys(ctx, p.UserID)
-	if err != nil {
-		return gatehouse.APIKey{}, "", fmt.Errorf("create api key: %w", err)
-	}
-	if len(existing) >= maxAPIKeysPerUser {
-		return gatehouse.APIKey{}, "", invalid("name", fmt.Sprintf("an account may hold at most %d API keys; revoke one first", maxAPIKeysPerUser))
-	}
 	now := s.now()
 	raw, id, mac := s.APIKeyCodec.New()
 	k := gatehouse.APIKey{ID: id, UserID: p.UserID, Name: in.Name, MAC: mac, Scopes: scopes, CreatedAt: now}
 	if in.ExpiresInDays != nil {
 		k.ExpiresAt = now.Add(time.Duration(*in.ExpiresInDays) * 24 * time.Hour)
 	}
-	if err := s.APIKeyStore.CreateAPIKey(ctx, k); err != nil {
+	if err := s.APIKeyStore.CreateAPIKey(ctx, k, maxAPIKeysPerUser); err != nil {
 		if errors.Is(err, gatehouse.ErrNotFound) {
 			return gatehouse.APIKey{}, "", ErrInvalidToken // the caller's account is gone
+		}
+		if errors.Is(err, gatehouse.ErrLimitReached) {
+			return gatehouse.APIKey{}, "", invalid("name", fmt.Sprintf("an account may hold at most %d API keys; revoke one first", maxAPIKeysPerUser))
 		}
 		return gatehouse.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}

@@ -50,8 +50,12 @@ func joinScopes(scopes []string) (string, error) {
 	return strings.Join(scopes, " "), nil
 }
 
-// CreateAPIKey inserts k; the foreign key refuses an unknown user.
-func (s *Store) CreateAPIKey(ctx context.Context, k gatehouse.APIKey) error {
+// CreateAPIKey inserts k; the foreign key refuses an unknown user. With a
+// limit, creations for one user take turns on a transaction-scoped advisory
+// lock, and the count runs after the lock is granted: under READ COMMITTED
+// it sees every key the earlier holders committed, so concurrent creations
+// cannot pass the limit together.
+func (s *Store) CreateAPIKey(ctx context.Context, k gatehouse.APIKey, limit int) error {
 	if len(k.MAC) == 0 {
 		return errors.New("postgres: create api key: empty mac")
 	}
@@ -59,10 +63,30 @@ func (s *Store) CreateAPIKey(ctx context.Context, k gatehouse.APIKey) error {
 	if err != nil {
 		return fmt.Errorf("postgres: create api key: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO api_keys (`+apiKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		k.ID, k.UserID, k.Name, k.MAC, scopes, k.CreatedAt, nullTime(k.ExpiresAt), nullTime(k.LastUsedAt), nullTime(k.RevokedAt))
+	full := false
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if limit > 0 {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "api_keys "+k.UserID); err != nil {
+				return err
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL`, k.UserID).Scan(&n); err != nil {
+				return err
+			}
+			if n >= limit {
+				full = true
+				return nil
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO api_keys (`+apiKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			k.ID, k.UserID, k.Name, k.MAC, scopes, k.CreatedAt, nullTime(k.ExpiresAt), nullTime(k.LastUsedAt), nullTime(k.RevokedAt))
+		return err
+	})
 	if pgErr, ok := asPgError(err); ok && pgErr.Code == "23503" { // foreign_key_violation: no such user
 		return fmt.Errorf("postgres: create api key: %w", gatehouse.ErrNotFound)
+	}
+	if err == nil && full {
+		return fmt.Errorf("postgres: create api key: %w", gatehouse.ErrLimitReached)
 	}
 	return wrap("create api key", err)
 }

@@ -48,8 +48,10 @@ func joinScopes(scopes []string) (string, error) {
 	return strings.Join(scopes, " "), nil
 }
 
-// CreateAPIKey inserts k; the foreign key refuses an unknown user.
-func (s *Store) CreateAPIKey(ctx context.Context, k gatehouse.APIKey) error {
+// CreateAPIKey inserts k; the foreign key refuses an unknown user. The
+// limit is a condition of the INSERT itself: one statement on the one
+// writer connection, so the count cannot change between check and insert.
+func (s *Store) CreateAPIKey(ctx context.Context, k gatehouse.APIKey, limit int) error {
 	if len(k.MAC) == 0 {
 		return errors.New("sqlite: create api key: empty mac")
 	}
@@ -57,12 +59,22 @@ func (s *Store) CreateAPIKey(ctx context.Context, k gatehouse.APIKey) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: create api key: %w", err)
 	}
-	_, err = s.write.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.UserID, k.Name, k.MAC, scopes, micros(k.CreatedAt), nullMicros(k.ExpiresAt), nullMicros(k.LastUsedAt), nullMicros(k.RevokedAt))
+	res, err := s.write.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyCols+`) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?
+		WHERE ? <= 0 OR (SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL) < ?`,
+		k.ID, k.UserID, k.Name, k.MAC, scopes, micros(k.CreatedAt), nullMicros(k.ExpiresAt), nullMicros(k.LastUsedAt), nullMicros(k.RevokedAt),
+		limit, k.UserID, limit)
 	if missingUser(err) {
 		return fmt.Errorf("sqlite: create api key: %w", gatehouse.ErrNotFound)
 	}
-	return wrap("create api key", err)
+	if err != nil {
+		return wrap("create api key", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("create api key", err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: create api key: %w", gatehouse.ErrLimitReached)
+	}
+	return nil
 }
 
 // APIKeyByID reads a key by primary key.

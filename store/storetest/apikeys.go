@@ -27,7 +27,7 @@ func newAPIKey(userID string, now time.Time) gatehouse.APIKey {
 
 func mustCreateAPIKey(t *testing.T, s gatehouse.Store, k gatehouse.APIKey) gatehouse.APIKey {
 	t.Helper()
-	if err := s.CreateAPIKey(t.Context(), k); err != nil {
+	if err := s.CreateAPIKey(t.Context(), k, 0); err != nil {
 		t.Fatalf("CreateAPIKey: %v", err)
 	}
 	return k
@@ -76,16 +76,16 @@ func testAPIKeyRoundTrip(t *testing.T, s gatehouse.Store) {
 
 	_, err = s.APIKeyByID(t.Context(), newID())
 	wantNotFound(t, "APIKeyByID(unknown)", err)
-	err = s.CreateAPIKey(t.Context(), newAPIKey(newID(), now))
+	err = s.CreateAPIKey(t.Context(), newAPIKey(newID(), now), 10)
 	wantNotFound(t, "CreateAPIKey(unknown user)", err)
 	dup := newAPIKey(u.ID, now)
 	dup.ID = k.ID
-	if err := s.CreateAPIKey(t.Context(), dup); err == nil {
+	if err := s.CreateAPIKey(t.Context(), dup, 0); err == nil {
 		t.Error("CreateAPIKey with an existing id succeeded")
 	}
 	spaced := newAPIKey(u.ID, now)
 	spaced.Scopes = []string{"two words"}
-	if err := s.CreateAPIKey(t.Context(), spaced); err == nil {
+	if err := s.CreateAPIKey(t.Context(), spaced, 0); err == nil {
 		t.Error("CreateAPIKey with a scope holding a space succeeded (it would come back as two)")
 	}
 }
@@ -201,6 +201,59 @@ func testRevokeAPIKeyConcurrent(t *testing.T, s gatehouse.Store) {
 	}
 	if n != 1 {
 		t.Errorf("%d log entries for the key, want 1", n)
+	}
+}
+
+// testAPIKeyLimit: the per-user limit counts the owner's unrevoked keys
+// only, and holds under concurrent creations: of 20 at once with room for
+// 5, exactly 5 are stored.
+func testAPIKeyLimit(t *testing.T, s gatehouse.Store) {
+	u := mustCreateUser(t, s, "limited@example.com")
+	other := mustCreateUser(t, s, "unlimited@example.com")
+	now := baseTime()
+	const limit = 3
+	mustCreateAPIKey(t, s, newAPIKey(other.ID, now))
+	mustCreateAPIKey(t, s, newAPIKey(other.ID, now))
+	revoked := mustCreateAPIKey(t, s, newAPIKey(u.ID, now))
+	if err := s.RevokeAPIKey(t.Context(), u.ID, revoked.ID, now, now.Add(time.Hour)); err != nil {
+		t.Fatalf("RevokeAPIKey: %v", err)
+	}
+	for i := range limit {
+		if err := s.CreateAPIKey(t.Context(), newAPIKey(u.ID, now), limit); err != nil {
+			t.Fatalf("CreateAPIKey %d of %d (a revoked key and another user's do not count): %v", i+1, limit, err)
+		}
+	}
+	over := newAPIKey(u.ID, now)
+	if err := s.CreateAPIKey(t.Context(), over, limit); !errors.Is(err, gatehouse.ErrLimitReached) {
+		t.Fatalf("CreateAPIKey past the limit: %v, want ErrLimitReached", err)
+	}
+	if _, err := s.APIKeyByID(t.Context(), over.ID); !errors.Is(err, gatehouse.ErrNotFound) {
+		t.Errorf("the key refused for the limit was stored anyway: %v", err)
+	}
+	if err := s.CreateAPIKey(t.Context(), newAPIKey(u.ID, now), 0); err != nil {
+		t.Errorf("CreateAPIKey without a limit: %v", err)
+	}
+
+	racer := mustCreateUser(t, s, "key-racer@example.com")
+	const room, tries = 5, 20
+	errs := concurrently(tries, func(int) error {
+		return s.CreateAPIKey(t.Context(), newAPIKey(racer.ID, now), room)
+	})
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, gatehouse.ErrLimitReached):
+			t.Errorf("concurrent CreateAPIKey: %v", err)
+		}
+	}
+	ks, err := s.APIKeys(t.Context(), racer.ID)
+	if err != nil {
+		t.Fatalf("APIKeys: %v", err)
+	}
+	if ok != room || len(ks) != room {
+		t.Errorf("%d of %d concurrent creations succeeded and %d keys are stored; want exactly %d", ok, tries, len(ks), room)
 	}
 }
 

@@ -138,6 +138,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gatehouse.Store) {
 		{"APIKeysList", testAPIKeysList},
 		{"RevokeAPIKey", testRevokeAPIKey},
 		{"RevokeAPIKeyConcurrent", testRevokeAPIKeyConcurrent},
+		{"APIKeyLimit", testAPIKeyLimit},
 		{"TouchAPIKeys", testTouchAPIKeys},
 		{"UpdateUserKeepingAdmin", testUpdateUserKeepingAdmin},
 		{"UpdateUserKeepingAdminConcurrent", testUpdateUserKeepingAdminConcurrent},
