@@ -92,6 +92,10 @@ type Session struct {
 	// the session's tokens are bound to (RFC 8705 x5t#S256); empty when
 	// they are not bound.
 	CertThumbprint string
+	// ParentID is the Gatehouse session (a browser's sign-in) that a
+	// client's session was authorized from; empty for Gatehouse's own
+	// sign-ins. RP-initiated logout ends it too.
+	ParentID string
 }
 
 // Revoked reports whether the session has been revoked.

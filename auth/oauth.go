@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse"
+	"github.com/gatehouse/gatehouse/audit"
 	"github.com/gatehouse/gatehouse/revoke"
 	"github.com/gatehouse/gatehouse/token"
 )
@@ -60,10 +61,13 @@ type AuthorizationRequest struct {
 // codeGrant is what an authorization code redeems for (the code's Data).
 type codeGrant struct {
 	AuthorizationRequest
-	UserID    string    `json:"user_id"`
-	SessionID string    `json:"session_id"` // of the session the redemption creates
-	AMR       []string  `json:"amr"`
-	AuthTime  time.Time `json:"auth_time"`
+	UserID    string `json:"user_id"`
+	SessionID string `json:"session_id"` // of the session the redemption creates
+	// ParentID is the Gatehouse session the user authorized from (the
+	// account page's); RP-initiated logout of the app ends it too.
+	ParentID string    `json:"parent_id,omitempty"`
+	AMR      []string  `json:"amr"`
+	AuthTime time.Time `json:"auth_time"`
 }
 
 // CheckAuthorizationRequest validates what the provider adds to OAuth 2.1
@@ -200,7 +204,7 @@ func (s *Service) ContinueAuthorization(ctx context.Context, p Principal, reques
 		}
 		return ContinueResult{}, fmt.Errorf("continue authorization: %w", err)
 	}
-	grant := codeGrant{AuthorizationRequest: req, UserID: p.UserID, SessionID: newSessionID(), AMR: sess.AMR, AuthTime: sess.CreatedAt}
+	grant := codeGrant{AuthorizationRequest: req, UserID: p.UserID, SessionID: newSessionID(), ParentID: sess.ID, AMR: sess.AMR, AuthTime: sess.CreatedAt}
 	data, err := json.Marshal(grant)
 	if err != nil {
 		return ContinueResult{}, fmt.Errorf("continue authorization: %w", err)
@@ -320,7 +324,7 @@ func (s *Service) ExchangeCode(ctx context.Context, c gatehouse.OAuthClient, cod
 	scope := strings.Join(g.Scopes, " ")
 	// The session funnel: a disable or password change racing this
 	// redemption is decided by the same version check as a login.
-	gr, err := s.startSessionWith(ctx, u, cl, g.AMR, nil, &oauthBinding{sessionID: g.SessionID, client: c, scope: scope, cert: cert})
+	gr, err := s.startSessionWith(ctx, u, cl, g.AMR, nil, &oauthBinding{sessionID: g.SessionID, parentID: g.ParentID, client: c, scope: scope, cert: cert})
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredentials) {
 			return OAuthGrant{}, fmt.Errorf("%w: account changed", ErrOAuthInvalidGrant)
@@ -649,10 +653,14 @@ func (s *Service) UserInfo(ctx context.Context, raw, cert string) (gatehouse.Use
 	return u, claims, nil
 }
 
-// EndOAuthSession is RP-initiated logout: the session named by the sid of
-// an ID token this server issued ends on every instance. It returns the
-// token's client (aud), to check the post-logout redirect against; an
-// unusable hint is ErrOAuthInvalidRequest.
+// EndOAuthSession is RP-initiated logout: the End-User logs out of
+// Gatehouse, not only of the app. The session named by the sid of an ID
+// token this server issued ends on every instance, and so does the
+// Gatehouse session it was authorized from (the browser's sign-in on the
+// account page) with every other app session authorized from that one:
+// without that, the next authorization request of any app would sign the
+// user straight back in. It returns the token's client (aud), to check the
+// post-logout redirect against; an unusable hint is ErrOAuthInvalidRequest.
 func (s *Service) EndOAuthSession(ctx context.Context, idTokenHint string) (clientID string, err error) {
 	if err := s.oauthOn(); err != nil {
 		return "", err
@@ -677,12 +685,46 @@ func (s *Service) EndOAuthSession(ctx context.Context, idTokenHint string) (clie
 	if sess.UserID != sub || sess.ClientID != aud {
 		return "", fmt.Errorf("%w: id_token_hint does not match its session", ErrOAuthInvalidRequest)
 	}
+	now := s.now()
+	// Ended already (an earlier logout with the same hint) or not, the
+	// browser's session and its other apps' sessions are ended: a retried
+	// logout must not leave half of it standing.
 	if !sess.Revoked() {
-		if err := s.endClientSession(ctx, sid, s.now()); err != nil {
+		if err := s.endClientSession(ctx, sid, now); err != nil {
 			return "", err
 		}
 	}
+	if sess.ParentID != "" {
+		family, err := s.sessionFamily(ctx, sess.UserID, sess.ParentID, sid, now)
+		if err != nil {
+			return "", err
+		}
+		for _, id := range family {
+			if err := s.endClientSession(ctx, id, now); err != nil {
+				return "", err
+			}
+		}
+	}
+	s.recordAudit(ctx, audit.Event{Type: audit.TypeLogout, UserID: sess.UserID, SessionID: sid,
+		Detail: audit.Detail{audit.KeyScope: "oidc", audit.KeyClientID: aud}})
 	return aud, nil
+}
+
+// sessionFamily lists the live sessions of userID that RP-initiated logout
+// of one app session ends besides it: the Gatehouse session parent it was
+// authorized from, and the other app sessions authorized from parent.
+func (s *Service) sessionFamily(ctx context.Context, userID, parent, except string, now time.Time) ([]string, error) {
+	live, err := s.Store.ListSessions(ctx, userID, now, now.Add(-s.cfg.IdleTTL))
+	if err != nil {
+		return nil, fmt.Errorf("logout: %w", err)
+	}
+	var ids []string
+	for _, l := range live {
+		if l.ID != except && (l.ID == parent || l.ParentID == parent) {
+			ids = append(ids, l.ID)
+		}
+	}
+	return ids, nil
 }
 
 // CertThumbprint is the RFC 8705 x5t#S256 of a DER certificate.

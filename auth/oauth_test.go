@@ -397,3 +397,56 @@ func TestOAuthConcurrentCodeRedemptions(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuthLogoutEndsTheSignInItCameFrom: RP-initiated logout ends the app's
+// session, the Gatehouse session it was authorized from and that session's
+// other app sessions; another device's sign-in and its app session stay.
+func TestOAuthLogoutEndsTheSignInItCameFrom(t *testing.T) {
+	svc, _ := newOAuth(t)
+	ctx := context.Background()
+	browser := signup(t, svc, "rp-logout@example.com")
+	elsewhere, err := svc.Login(ctx, auth.LoginInput{Email: "rp-logout@example.com", Password: "a long and unusual passphrase"}, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := createClient(t, svc, auth.OAuthClientInput{Name: "App", RedirectURIs: []string{"https://app.test/cb"}, FirstParty: true})
+	redeem := func(from auth.Grant) auth.OAuthGrant {
+		t.Helper()
+		code, _ := authorize(t, svc, from, c, []string{"openid", "offline_access"}, nil)
+		g, err := svc.ExchangeCode(ctx, c, code, "https://app.test/cb", pkceVerifier, "", client)
+		if err != nil {
+			t.Fatalf("exchange: %v", err)
+		}
+		return g
+	}
+	app, sibling, other := redeem(browser), redeem(browser), redeem(elsewhere)
+
+	aud, err := svc.EndOAuthSession(ctx, app.IDToken)
+	if err != nil || aud != c.ID {
+		t.Fatalf("EndOAuthSession: %q, %v", aud, err)
+	}
+	if _, err := svc.Authenticate(ctx, browser.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("the browser's sign-in after RP logout: %v, want ErrInvalidToken", err)
+	}
+	if _, err := svc.Refresh(ctx, browser.RefreshToken, client); err == nil {
+		t.Error("the browser's refresh token still works after RP logout")
+	}
+	for name, g := range map[string]auth.OAuthGrant{"the app's session": app, "another app session of the sign-in": sibling} {
+		if _, err := svc.RefreshOAuth(ctx, c, g.RefreshToken, "", client); !errors.Is(err, auth.ErrOAuthInvalidGrant) {
+			t.Errorf("%s after RP logout: refresh %v, want invalid_grant", name, err)
+		}
+		if in, _ := svc.Introspect(ctx, g.AccessToken, "", "192.0.2.1"); in.Active {
+			t.Errorf("%s after RP logout: access token still active", name)
+		}
+	}
+	if _, err := svc.Authenticate(ctx, elsewhere.AccessToken); err != nil {
+		t.Errorf("another device's sign-in after RP logout: %v", err)
+	}
+	if _, err := svc.RefreshOAuth(ctx, c, other.RefreshToken, "", client); err != nil {
+		t.Errorf("the app session of another device after RP logout: %v", err)
+	}
+	// The same hint again changes nothing and is no error.
+	if aud, err := svc.EndOAuthSession(ctx, app.IDToken); err != nil || aud != c.ID {
+		t.Errorf("repeated EndOAuthSession: %q, %v", aud, err)
+	}
+}

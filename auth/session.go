@@ -47,9 +47,11 @@ func (s *Service) startSession(ctx context.Context, u gatehouse.User, c Client, 
 // oauthBinding shapes a session that an OAuth client was authorized for:
 // its id was chosen when the authorization code was minted (so a second
 // redemption of the code can find and revoke it), and it carries the
-// client, the granted scopes and the certificate its tokens are bound to.
+// Gatehouse session it was authorized from, the client, the granted scopes
+// and the certificate its tokens are bound to.
 type oauthBinding struct {
 	sessionID string
+	parentID  string
 	client    gatehouse.OAuthClient
 	scope     string
 	cert      string
@@ -63,6 +65,7 @@ func (s *Service) startSessionWith(ctx context.Context, u gatehouse.User, c Clie
 		aud := ""
 		if ob != nil {
 			sess.ID, sess.ClientID, sess.Scope, sess.CertThumbprint = ob.sessionID, ob.client.ID, ob.scope, ob.cert
+			sess.ParentID = ob.parentID
 			sess.Transport = gatehouse.TransportBody
 			aud = ob.client.Audience
 		}

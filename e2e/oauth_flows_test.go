@@ -347,10 +347,17 @@ func TestOAuthFlows(t *testing.T) {
 		})
 
 		t.Run("RPInitiatedLogout", func(t *testing.T) {
+			// RP-initiated logout logs the user out of Gatehouse: the app's
+			// session, the browser's sign-in it was authorized from, and the
+			// other app sessions authorized from that sign-in all end on
+			// every instance. Another device's sign-in and its app session
+			// live on.
 			user := s.newUser(t, true)
+			elsewhere := user.another(t, true)
 			l := first.login(t, s, user, nil, "openid", "offline_access")
-			keep := first.login(t, s, user, nil, "openid", "offline_access")
-			if keep.sid() == l.sid() {
+			sibling := first.login(t, s, user, nil, "openid", "offline_access")
+			keep := first.login(t, s, elsewhere, nil, "openid", "offline_access")
+			if sibling.sid() == l.sid() || keep.sid() == l.sid() {
 				t.Fatalf("two authorizations share session %s", l.sid())
 			}
 			q := url.Values{"id_token_hint": {l.rawID}, "post_logout_redirect_uri": {oauthPostLogout}, "state": {"bye-1"}, "client_id": {first.id}}
@@ -365,9 +372,21 @@ func TestOAuthFlows(t *testing.T) {
 					return !first.active(t, in, l.tok.AccessToken)
 				})
 				first.mustDie(t, in, "after RP-initiated logout", l)
-				first.accessLive(t, in, "another authorization of the same user", keep.tok.AccessToken)
+				first.mustDie(t, in, "another app session of the same sign-in, after RP-initiated logout", sibling)
+				oauthAwait(t, "the browser's sign-in ended on "+in.base, time.Second, func() bool {
+					return in.do(t, "GET", "/auth/me", nil, bearer(user.Access())).Status == http.StatusUnauthorized
+				})
+				first.accessLive(t, in, "the app session of another device", keep.tok.AccessToken)
+				expect(t, in.do(t, "GET", "/auth/me", nil, bearer(elsewhere.Access())), http.StatusOK, "")
 			}
-			expect(t, user.me(t), http.StatusOK, "") // no cookie came along: the sign-in lives
+			user.assertDead(t, "the browser's sign-in after RP-initiated logout")
+			elsewhere.assertAlive(t, "another device's sign-in after RP-initiated logout")
+			// The same hint again: nothing left to end, the same redirect.
+			r = oauthDo(t, s, "GET", "/oauth2/logout?"+q.Encode(), nil)
+			if r.Status != http.StatusFound || r.Header.Get("Location") != oauthPostLogout+"?state=bye-1" {
+				t.Errorf("%s: a repeated logout: Location %q", r, r.Header.Get("Location"))
+			}
+			user = s.newUser(t, true)
 
 			// Without a registered post_logout_redirect_uri: never to it.
 			l3 := first.login(t, s, user, nil, "openid")
@@ -376,7 +395,9 @@ func TestOAuthFlows(t *testing.T) {
 			if strings.Contains(r.Header.Get("Location"), "evil.e2e.test") {
 				t.Errorf("%s: Location %q: logout redirected to an unregistered URI", r.req, r.Header.Get("Location"))
 			}
-			// Without a redirect URI: to the account page.
+			// Without a redirect URI: to the account page. (The logout above
+			// ended user's sign-in too: a new one.)
+			user = s.newUser(t, true)
 			l4 := first.login(t, s, user, nil, "openid")
 			r = oauthDo(t, s, "GET", "/oauth2/logout?"+url.Values{"id_token_hint": {l4.rawID}}.Encode(), nil)
 			if r.Status != http.StatusFound || !strings.HasSuffix(strings.SplitN(r.Header.Get("Location"), "?", 2)[0], "/account") {

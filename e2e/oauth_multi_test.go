@@ -62,7 +62,10 @@ func TestOAuthMultiInstance(t *testing.T) {
 	})
 
 	t.Run("LogoutOnB", func(t *testing.T) {
-		l := rp.login(t, a, user, nil, "openid", "offline_access")
+		// A sign-in of its own: RP-initiated logout ends the browser's
+		// sign-in the app was authorized from, on both instances.
+		browser := user.another(t, true)
+		l := rp.login(t, a, browser, nil, "openid", "offline_access")
 		q := url.Values{"id_token_hint": {l.rawID}, "post_logout_redirect_uri": {oauthPostLogout}, "state": {"s1"}}
 		r := oauthDo(t, b, "GET", "/oauth2/logout?"+q.Encode(), nil)
 		if r.Status != http.StatusFound || r.Header.Get("Location") != oauthPostLogout+"?state=s1" {
@@ -70,6 +73,8 @@ func TestOAuthMultiInstance(t *testing.T) {
 		}
 		refusedOn(t, a, "access token inactive on A after logout on B", l.tok.AccessToken)
 		rp.mustDie(t, a, "after logout on B", l)
+		browser.assertDead(t, "the sign-in on A the app was authorized from, after logout on B")
+		expect(t, user.me(t), http.StatusOK, "") // another sign-in of the same user lives
 	})
 
 	t.Run("CodeReplayAcrossInstances", func(t *testing.T) {

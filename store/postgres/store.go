@@ -22,7 +22,7 @@ const (
 	userCols = `id, email, name, role, password_hash, disabled, created_at, tokens_valid_after, version, email_verified`
 
 	sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at,
-		revoked_at, revoke_reason, user_agent, ip, transport, amr, client_id, scope, cert_thumbprint`
+		revoked_at, revoke_reason, user_agent, ip, transport, amr, client_id, scope, cert_thumbprint, parent_id`
 
 	userColsU = `u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.created_at, u.tokens_valid_after, u.version, u.email_verified`
 
@@ -36,7 +36,7 @@ const (
 		EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)`
 
 	sessionColsS = `s.id, s.user_id, s.gen, s.created_at, s.rotated_at, s.last_used_at, s.expires_at,
-		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport, s.amr, s.client_id, s.scope, s.cert_thumbprint`
+		s.revoked_at, s.revoke_reason, s.user_agent, s.ip, s.transport, s.amr, s.client_id, s.scope, s.cert_thumbprint, s.parent_id`
 
 	// emailKeyConstraint is named in the schema so that only a clash on the
 	// email, not on the primary key, reads as ErrEmailTaken.
@@ -98,12 +98,12 @@ type sessionRow struct {
 	revokedAt                                 *time.Time
 	revokeReason, userAgent, ip, transport    string
 	amr                                       string
-	clientID, scope, certThumbprint           string
+	clientID, scope, certThumbprint, parentID string
 }
 
 func (r *sessionRow) dest() []any {
 	return []any{&r.id, &r.userID, &r.gen, &r.createdAt, &r.rotatedAt, &r.lastUsedAt, &r.expires,
-		&r.revokedAt, &r.revokeReason, &r.userAgent, &r.ip, &r.transport, &r.amr, &r.clientID, &r.scope, &r.certThumbprint}
+		&r.revokedAt, &r.revokeReason, &r.userAgent, &r.ip, &r.transport, &r.amr, &r.clientID, &r.scope, &r.certThumbprint, &r.parentID}
 }
 
 func (r *sessionRow) session() gatehouse.Session {
@@ -125,6 +125,7 @@ func (r *sessionRow) session() gatehouse.Session {
 		ClientID:       r.clientID,
 		Scope:          r.scope,
 		CertThumbprint: r.certThumbprint,
+		ParentID:       r.parentID,
 	}
 }
 
@@ -314,12 +315,12 @@ func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session, userV
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
 		SELECT $1::text, $2::text, $3::bigint, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::timestamptz,
-			$8::timestamptz, $9::text, $10::text, $11::text, $12::text, $14::text, $15::text, $16::text, $17::text
+			$8::timestamptz, $9::text, $10::text, $11::text, $12::text, $14::text, $15::text, $16::text, $17::text, $18::text
 		FROM users WHERE id = $2 AND version = $13 AND NOT disabled
 		FOR SHARE`,
 		sess.ID, sess.UserID, gen, sess.CreatedAt, sess.RotatedAt, sess.LastUsedAt, sess.ExpiresAt,
 		nullTime(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport), version, amr,
-		sess.ClientID, sess.Scope, sess.CertThumbprint)
+		sess.ClientID, sess.Scope, sess.CertThumbprint, sess.ParentID)
 	if err != nil {
 		return wrap("create session", err)
 	}

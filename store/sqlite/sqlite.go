@@ -389,7 +389,7 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, role *gatehouse.R
 // --- sessions ---------------------------------------------------------------
 
 const sessionCols = `id, user_id, gen, created_at, rotated_at, last_used_at, expires_at, revoked_at, revoke_reason, user_agent, ip, transport, amr,
-	client_id, scope, cert_thumbprint`
+	client_id, scope, cert_thumbprint, parent_id`
 
 // CreateSession inserts the session only while its user is enabled and at
 // userVersion; every write goes through the one writer connection, so the
@@ -407,11 +407,11 @@ func (s *Store) CreateSession(ctx context.Context, sess gatehouse.Session, userV
 		return fmt.Errorf("sqlite: create session: %w", err)
 	}
 	res, err := s.write.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
-		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?15, ?16, ?17
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?15, ?16, ?17, ?18
 		WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND version = ?13 AND disabled = 0)`,
 		sess.ID, sess.UserID, int64(sess.Gen), micros(sess.CreatedAt), micros(sess.RotatedAt), micros(sess.LastUsedAt),
 		micros(sess.ExpiresAt), nullMicros(sess.RevokedAt), sess.RevokeReason, sess.UserAgent, sess.IP, string(sess.Transport),
-		version, amr, sess.ClientID, sess.Scope, sess.CertThumbprint)
+		version, amr, sess.ClientID, sess.Scope, sess.CertThumbprint, sess.ParentID)
 	if err := oneRow(res, err); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: create session: %w", gatehouse.ErrStale)
@@ -663,7 +663,7 @@ func scanSession(row scanner) (gatehouse.Session, error) {
 		transport, amr                     string
 	)
 	if err := row.Scan(&s.ID, &s.UserID, &gen, &created, &rotated, &used, &expAt, &revoked,
-		&s.RevokeReason, &s.UserAgent, &s.IP, &transport, &amr, &s.ClientID, &s.Scope, &s.CertThumbprint); err != nil {
+		&s.RevokeReason, &s.UserAgent, &s.IP, &transport, &amr, &s.ClientID, &s.Scope, &s.CertThumbprint, &s.ParentID); err != nil {
 		return gatehouse.Session{}, err
 	}
 	s.AMR = splitAMR(amr)

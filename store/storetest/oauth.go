@@ -395,6 +395,7 @@ func testOAuthSessionFields(t *testing.T, s gatehouse.Store) {
 	sess.ClientID = newID()
 	sess.Scope = "openid profile offline_access wiki:write"
 	sess.CertThumbprint = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
+	sess.ParentID = newID()
 	mustCreateSession(t, s, sess)
 	plain := mustCreateSession(t, s, newSession(u.ID, now.Add(-2*time.Minute)))
 

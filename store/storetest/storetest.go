@@ -336,6 +336,7 @@ func checkSession(t *testing.T, what string, got, want gatehouse.Session) {
 	d.str("ClientID", got.ClientID, want.ClientID)
 	d.str("Scope", got.Scope, want.Scope)
 	d.str("CertThumbprint", got.CertThumbprint, want.CertThumbprint)
+	d.str("ParentID", got.ParentID, want.ParentID)
 	// nil and empty are the same: no methods.
 	if !slices.Equal(got.AMR, want.AMR) && (len(got.AMR) != 0 || len(want.AMR) != 0) {
 		d = append(d, fmt.Sprintf("AMR: got %q, want %q", got.AMR, want.AMR))
