@@ -142,6 +142,10 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 
 	rounds := max(o.signupRounds, 1)
 	slice := o.dur / time.Duration(rounds)
+	closedSlice := slice
+	if o.signupClosedD > 0 {
+		closedSlice = o.signupClosedD / time.Duration(rounds)
+	}
 	client := newClient(o.workers * len(sides))
 	defer client.CloseIdleConnections()
 
@@ -184,9 +188,9 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 		return nil
 	}
 
-	logf("signup-mail, closed loop: %d sides x %d slices of %s (+%s warm-up each), %d workers", len(sides), rounds, slice, o.warmup, o.workers)
+	logf("signup-mail, closed loop: %d sides x %d slices of %s (+%s warm-up each), %d workers", len(sides), rounds, closedSlice, o.warmup, o.workers)
 	if err := runPhase(func(s *signupSide) *signupPhase { return &s.closed }, func(s *signupSide, _ int) *result {
-		return runLoad(ctx, o.workers, o.warmup, slice, func(w int) op { return signupOp(client, s, fmt.Sprintf("w%d", w)) })
+		return runLoad(ctx, o.workers, o.warmup, closedSlice, func(w int) op { return signupOp(client, s, fmt.Sprintf("w%d", w)) })
 	}); err != nil {
 		return fail(err.Error())
 	}
