@@ -80,7 +80,7 @@ func main() {
 	flag.Float64Var(&o.signupLoad, "signup-load", 0.5, "signup-mail's open loop offers this fraction of the --no-mail server's closed-loop capacity, measured in the same run (0: closed loop only)")
 	flag.StringVar(&o.signupArrivals, "signup-arrivals", "poisson", "arrivals of signup-mail's open loop: poisson (exponential gaps) or even")
 	flag.BoolVar(&o.signupSMTP, "signup-smtp", true, "signup-mail also measures a server sending through SMTP to a sink in the harness")
-	flag.DurationVar(&o.signupClosedD, "signup-closed-d", 0, "measured time per side of signup-mail's closed loop, which only sets the open loop's rate (0: -d)")
+	flag.DurationVar(&o.signupClosedD, "signup-closed-d", 0, "measured time per side of signup-mail's closed loop, which only sets the open loop's rate (0: -d); keep its slices (this / -signup-rounds) at 3s or more, since only sign-ups begun and answered inside a slice count, which at saturation undercounts short slices")
 	flag.BoolVar(&o.signupControl, "signup-control", true, "signup-mail also measures a second --no-mail server against the first, the run's noise floor for the ratios")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server logs, databases)")
 	flag.Parse()
