@@ -340,18 +340,10 @@ func runCLI(t *testing.T, stdin string, env []string, args ...string) cliResult 
 	cmd.Stdout = &out
 	cmd.Stderr = &errb
 	err := cmd.Run()
-	code := 0
-	if err != nil {
-		code = -1
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		}
-		if ctx.Err() != nil {
-			t.Errorf("gatehouse %s: did not finish within 30s", strings.Join(args, " "))
-		}
+	if err != nil && ctx.Err() != nil {
+		t.Errorf("gatehouse %s: did not finish within 30s", strings.Join(args, " "))
 	}
-	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
+	return cliResult{stdout: out.String(), stderr: errb.String(), code: exitCode(err)}
 }
 
 // ---------------------------------------------------------------------------
@@ -1146,6 +1138,20 @@ func atoiOr(s string, def int) int {
 	return n
 }
 
+// exitCode is a finished command's exit status: 0 for no error, the
+// process's code when it ran and failed, -1 when it did not run or was
+// killed by a signal.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
 // watch makes cmd, just started, the server's process, and records its
 // exit code when it ends; the channel it returns is closed then.
 func (s *server) watch(cmd *exec.Cmd) <-chan struct{} {
@@ -1154,15 +1160,7 @@ func (s *server) watch(cmd *exec.Cmd) <-chan struct{} {
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
 	go func() {
-		err := cmd.Wait()
-		code := 0
-		if err != nil {
-			code = -1
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			}
-		}
+		code := exitCode(cmd.Wait())
 		s.mu.Lock()
 		s.exitCode = code
 		s.mu.Unlock()

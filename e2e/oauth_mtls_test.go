@@ -319,22 +319,7 @@ func startTLSServer(t *testing.T, p *mtlsPKI) *server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &server{t: t, dir: dir, dbPath: filepath.Join(dir, "gh.db"), stderr: &syncBuffer{}}
-	t.Cleanup(func() {
-		if s.running() {
-			if code := s.Stop(); code != 0 {
-				t.Errorf("TLS server exited with code %d on SIGTERM (want 0)", code)
-			}
-		}
-		logs := s.stderr.String()
-		for _, bad := range []string{"panic:", "DATA RACE", "fatal error:"} {
-			if strings.Contains(logs, bad) {
-				t.Errorf("server stderr contains %q", bad)
-			}
-		}
-		if t.Failed() {
-			t.Logf("server stderr:\n%s", logs)
-		}
-	})
+	prodTrack(t, s)
 	var err error
 	for range 4 {
 		if err = tryStartTLS(s, p); err == nil {

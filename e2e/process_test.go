@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -81,15 +80,9 @@ func runBounded(t *testing.T, timeout time.Duration, env []string, args ...strin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
+	code := exitCode(err)
 	if ctx.Err() != nil {
 		code = -2
-	} else if err != nil {
-		code = -1
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		}
 	}
 	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
 }
