@@ -250,24 +250,26 @@ func (p *Prepared) Done(committed bool) {
 // PrepareTemplate renders template t for recipient to and prepares it
 // (Prepare).
 func (o *Outbox) PrepareTemplate(t Template, to string, d Data) (*Prepared, error) {
-	if o.renderer == nil {
-		return nil, errors.New("mail: no renderer configured")
-	}
-	m, err := o.renderer.Render(t, to, d)
+	m, err := o.render(t, to, d)
 	if err != nil {
 		return nil, err
 	}
 	return o.Prepare(m)
 }
 
+// render renders template t for recipient to with the configured Renderer.
+func (o *Outbox) render(t Template, to string, d Data) (Message, error) {
+	if o.renderer == nil {
+		return Message{}, errors.New("mail: no renderer configured")
+	}
+	return o.renderer.Render(t, to, d)
+}
+
 // EnqueueTemplate renders template t for recipient to with the configured
 // Renderer and enqueues the result with the secrets its link or code
 // stands for.
 func (o *Outbox) EnqueueTemplate(ctx context.Context, t Template, to string, d Data, with ...gatehouse.OneTimeSecret) error {
-	if o.renderer == nil {
-		return errors.New("mail: no renderer configured")
-	}
-	m, err := o.renderer.Render(t, to, d)
+	m, err := o.render(t, to, d)
 	if err != nil {
 		return err
 	}
@@ -448,6 +450,7 @@ func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 	}
 	leaseEnd := claimedAt.Add(w.c.Lease)
 	for i, om := range batch {
+		w.yield(ctx, om)
 		if ctx.Err() != nil {
 			w.release(ctx, batch[i:])
 			return false, nil
@@ -455,11 +458,6 @@ func (w *Worker) RunOnce(ctx context.Context) (more bool, err error) {
 		// Never start a send that could outlive the claim: another
 		// instance may take the message once the lease ends. Leaving it
 		// unsent costs a delay, sending it twice would not be undone.
-		w.yield(ctx, om)
-		if ctx.Err() != nil {
-			w.release(ctx, batch[i:])
-			return false, nil
-		}
 		if w.c.Now().Add(w.c.SendTimeout + time.Second).After(leaseEnd) {
 			return false, nil
 		}
