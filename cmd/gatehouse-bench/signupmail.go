@@ -259,12 +259,16 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 	// --no-mail servers together: the same configuration with twice the
 	// samples, so the yardstick's own p99 moves less from run to run. The
 	// ratios to the first server alone are in the note.
-	pooled, pooledName, refErrors := ref.res.hist, "--no-mail", ref.res.errors
+	pooled, refErrors, controlled := ref.res.hist, ref.res.errors, false
 	for _, s := range sides[1:] {
 		if !s.mailOn {
 			pooled.merge(&s.open.res.hist)
-			pooledName, refErrors = "both --no-mail servers", refErrors+s.open.res.errors
+			refErrors, controlled = refErrors+s.open.res.errors, true
 		}
+	}
+	pooledName := "--no-mail"
+	if controlled {
+		pooledName = "both --no-mail servers"
 	}
 	poolP50, poolP99 := pooled.quantile(0.50), pooled.quantile(0.99)
 	for _, s := range sides[1:] {
@@ -285,7 +289,7 @@ func signupMail(ctx context.Context, o *options, bin, dir string) []row {
 		pass := v50 > 0 && v50 <= 1.10 && v99 > 0 && v99 <= 1.10 && p.drainErr == "" && p.res.errors == 0 && refErrors == 0
 		note := openNote(p) + fmt.Sprintf(" (mail worker included; %.2f of --no-mail); %d mails delivered for %d sign-ups in all; longest wait for the outbox to empty after a slice %s",
 			ratio(p.cpuPerSignup(), ref.cpuPerSignup()), s.sent(), s.created.Load(), p.maxDrain.Round(time.Millisecond))
-		if pooledName != "--no-mail" {
+		if controlled {
 			note += fmt.Sprintf("; to the first --no-mail server alone: p50 %.2f, p99 %.2f", r50, r99)
 		}
 		// Each round measures every side within seconds of the others, so
